@@ -453,9 +453,7 @@ def arrow_schema(kind: str):  # -> pyarrow.Schema (lazy import keeps the Lambda 
             "corners": pa.list_(pa.struct([("x", pa.int32()), ("y", pa.int32())])),
         }[t]
 
-    return pa.schema(
-        [pa.field(f.name, arrow_type(f.type, f.name), nullable=f.nullable) for f in lake_fields(kind)]
-    )
+    return pa.schema([pa.field(f.name, arrow_type(f.type, f.name), nullable=f.nullable) for f in lake_fields(kind)])
 
 
 def athena_columns(kind: str) -> list[tuple[str, str]]:
@@ -465,6 +463,7 @@ def athena_columns(kind: str) -> list[tuple[str, str]]:
 
 def spark_ddl(kind: str) -> str:
     """Spark DDL string of a lake table's data columns (``StructType.fromDDL`` accepts it)."""
+
     def spark_type(f: Field) -> str:
         return "timestamp_ntz" if f.name == "session_start" else _ATHENA[f.type]
 
