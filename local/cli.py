@@ -14,6 +14,11 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "decode": ("local.decode_cmd", "decode QR codes in image files"),
+    "query": ("local.query_cmd", "run an analytics view over the local lake (table, CSV or JSON)"),
+    "report": ("local.report_cmd", "write the HTML peak report (entries per hour, peaks per room)"),
+    "cameras": ("local.cameras_cmd", "register cameras, issue and revoke their API keys"),
+    "demo": ("local.demo", "simulate an evening at three cinemas end to end and check it against ground truth"),
+    "serve": ("local.serve_cmd", "run the local pipeline: camera API, stream, ETL, box-office forwarder"),
 }
 
 

@@ -69,8 +69,26 @@ def render_frame(
     their size, rotation and blur.
     """
     width, height = size
-    frame = background(width, height, seed)
+    return render_on(background(width, height, seed), payloads, seed, placements, fmt, quality)
+
+
+def render_on(
+    base: Image.Image,
+    payloads: Sequence[str | bytes],
+    seed: int,
+    placements: Sequence[Placement] | None = None,
+    fmt: str = "JPEG",
+    quality: int = 85,
+) -> bytes:
+    """Like :func:`render_frame` on a given background (a camera's fixed view); ``base`` is not changed.
+
+    A small patch of per-frame sensor noise makes every frame's bytes unique, as a real camera's are.
+    """
+    frame = base.copy()
+    width, height = frame.size
     rng = np.random.default_rng(seed + 1)
+    patch = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    frame.paste(Image.fromarray(patch, "RGB"), (int(rng.integers(0, width - 8)), int(rng.integers(0, height - 8))))
     slot = width // max(1, len(payloads))
     for i, payload in enumerate(payloads):
         pl = placements[i] if placements else Placement()

@@ -1,0 +1,171 @@
+"""The local camera API: an HTTP server with API Gateway's contract in front of ``ingest.handler``.
+
+It does what API Gateway does for the cloud -- checks the ``x-api-key`` (constant-time, against the
+camera registry), enforces the payload limit, builds the REST proxy event (``local.events``) -- and
+hands the event to ``invoke`` (the same Lambda handler, run in worker processes by
+``local.pipeline``).  ``GET /health`` reports each part of the local pipeline; ``GET /openapi.yaml``
+serves the API description.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ingest.cameras import Camera
+from local.events import decode_body, proxy_event
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+"""API Gateway REST payload limit (10 MB); the handler applies the tighter per-image limit."""
+
+OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "camera-api.yaml"
+
+Invoke = Callable[[dict], Mapping[str, Any]]
+Authenticate = Callable[[str | None], Camera | None]
+
+
+def error_body(code: str, reason: str) -> bytes:
+    return json.dumps({"error": {"code": code, "reason": reason}}).encode("utf-8")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: CameraApiServer
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a client may take to send its request
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def log_message(self, format: str, *args: Any) -> None:  # route access logs to logging
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers=None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _error(self, status: int, code: str, reason: str, close: bool = False) -> None:
+        if close:
+            self.close_connection = True
+        self._send(status, error_body(code, reason), headers={"Connection": "close"} if close else None)
+
+    # -- routes --------------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/health":
+            health = self.server.health()
+            self._send(200 if health.get("status") == "ok" else 503, json.dumps(health, default=str).encode())
+        elif path == "/openapi.yaml" and OPENAPI_PATH.exists():
+            self._send(200, OPENAPI_PATH.read_bytes(), "application/yaml")
+        elif path == "/upload":
+            self._error(405, "method_not_allowed", "use POST /upload to send frames")
+        else:
+            self._error(404, "not_found", f"no route {path}; the camera API is POST /upload")
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        if url.path != "/upload":
+            self._error(404, "not_found", f"no route {url.path}; the camera API is POST /upload", close=True)
+            return
+        length_header = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked" or length_header is None:
+            self._error(411, "length_required", "send a Content-Length header (chunked bodies are not accepted)", True)
+            return
+        try:
+            length = int(length_header)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self._error(400, "bad_request", f"Content-Length {length_header[:20]!r} is not a byte count", True)
+            return
+        if length > MAX_REQUEST_BYTES:
+            self._error(
+                413,
+                "payload_too_large",
+                f"request body is {length:,} bytes; the limit is {MAX_REQUEST_BYTES:,}",
+                close=True,
+            )
+            return
+        camera = self.server.authenticate(self.headers.get("x-api-key"))
+        if camera is None:
+            self._error(
+                403, "forbidden", "missing, unknown or revoked API key (send it in the x-api-key header)", close=True
+            )
+            return
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self._error(400, "bad_request", "the request body ended before Content-Length bytes", True)
+            return
+        headers = {k: v for k, v in self.headers.items()}
+        event = proxy_event(
+            "POST",
+            url.path,
+            headers,
+            body,
+            api_key_id=camera.key_id,
+            source_ip=self.client_address[0],
+            query=dict(parse_qsl(url.query)) or None,
+        )
+        try:
+            response = self.server.invoke(event)
+        except Exception:  # a dependency (worker pool, database) failed: retryable, as in the cloud
+            log.exception("invoking the handler failed")
+            self._error(503, "unavailable", "the pipeline could not accept the frame; retry later")
+            return
+        out_headers = dict(response.get("headers") or {})
+        content_type = out_headers.pop("Content-Type", out_headers.pop("content-type", "application/json"))
+        self._send(int(response.get("statusCode", 500)), decode_body(response), content_type, out_headers)
+
+    def do_PUT(self) -> None:
+        self._error(405, "method_not_allowed", "use POST /upload to send frames", close=True)
+
+    do_DELETE = do_PATCH = do_PUT
+
+
+class CameraApiServer(ThreadingHTTPServer):
+    """Threaded HTTP server; ``invoke`` runs the handler, ``authenticate`` maps an API key to a camera."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        invoke: Invoke,
+        authenticate: Authenticate,
+        health: Callable[[], dict] | None = None,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.invoke = invoke
+        self.authenticate = authenticate
+        self.health = health or (lambda: {"status": "ok"})
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self.serve_forever, name="camera-api", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting requests and wait for the serving loop to end."""
+        self.shutdown()
+        self.server_close()
+        if self._thread:
+            self._thread.join(timeout=10)
