@@ -34,6 +34,23 @@ BOX_OFFICE_TIMEOUT_SECONDS = "BOX_OFFICE_TIMEOUT_SECONDS"
 """Forwarder: HTTP timeout per box-office call."""
 
 
+METRICS_NAMESPACE = "MonuvQR"
+"""CloudWatch namespace of the EMF metrics of both ingest Lambdas (alarms in the infra use it)."""
+
+
+@dataclass(frozen=True)
+class LocalContext:
+    """A minimal Lambda context for callers outside Lambda (local server, tests, benchmark)."""
+
+    function_name: str = "monuv-qr-local"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:monuv-qr-local"
+    aws_request_id: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
 def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
