@@ -1,0 +1,1 @@
+"""Stack-wide monitoring: the alarm topic, the alarm helper every component uses, the dashboard."""
