@@ -5,7 +5,9 @@ cloud              local                                       code that runs (t
 =================  ==========================================  ==================================
 API Gateway        ``local.server`` (key check, 10 MB limit)   --
 decoding Lambda    worker processes (``--workers``)            ``ingest.handler.handler``
-Kinesis + SQS      ``stream.sqlite.SqliteStore`` (WAL)         ``stream.aggregate``, ports
+Kinesis + SQS      ``stream.sqlite.SqliteStore`` (WAL), one    ``stream.aggregate``, ports
+                   group commit for concurrent requests
+                   (``local.groupcommit``)
 forwarder Lambda   a thread polling the SQLite queue           ``ingest.forwarder.forward``
 Glue streaming     a thread running ``etl.local.LocalEtl``     ``etl.transforms``
 Athena             DuckDB over ``<data>``                      ``analytics/sql/views/*.sql``
@@ -35,7 +37,9 @@ from pathlib import Path
 from etl.local import LocalEtl
 from ingest.boxoffice import DELIVERED, PERMANENT
 from ingest.cameras import Registry
+from local.groupcommit import CommittingStream, GroupCommitter, RecordingPorts, unavailable_response
 from local.server import CameraApiServer
+from stream.ports import PublishError, QueueMessage, StreamEntry
 from stream.sqlite import OwnerLock, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     cameras: Path | None = None
-    workers: int = max(1, os.cpu_count() or 1)
+    workers: int = (os.cpu_count() or 1) + 1  # one more than cores: hides the hand-offs between processes
     box_office_url: str = ""
     box_office_token: str = ""
     etl_batch_seconds: float = 2.0
@@ -94,21 +98,27 @@ class LiveRegistry(Registry):
 
 
 # ------------------------------------------------------------------------------------------- workers
-# Decoding is CPU-bound: each worker process runs the Lambda handler with SQLite ports.
+# Decoding is CPU-bound: each worker process runs the Lambda handler.  Its ports only *record* what
+# the handler publishes; the parent commits the records of many concurrent requests in one SQLite
+# transaction (``local.groupcommit``) before it answers 200.
 
 
-def _init_worker(db_path: str, registry_path: str) -> None:
+_ports = RecordingPorts()
+
+
+def _init_worker(registry_path: str) -> None:
     import ingest.handler
 
     logging.getLogger().setLevel(logging.WARNING)
-    store = SqliteStore(db_path)
-    ingest.handler.use(store, store, LiveRegistry(Path(registry_path)))
+    ingest.handler.use(_ports, _ports, LiveRegistry(Path(registry_path)))
 
 
-def _invoke(event: dict) -> dict:
+def _invoke(event: dict) -> tuple[dict, list[StreamEntry], list[QueueMessage]]:
     import ingest.handler
 
-    return ingest.handler.handler(event, None)
+    _ports.take()
+    response = ingest.handler.handler(event, None)  # metrics are disabled locally (see _start_parts)
+    return (response, *_ports.take())
 
 
 def _warm(_: int) -> int:
@@ -159,6 +169,7 @@ class LocalPipeline:
         self.server: CameraApiServer | None = None
         self.etl: LocalEtl | None = None
         self.registry: LiveRegistry | None = None
+        self.committer: GroupCommitter | None = None
         self.forwarded = {"delivered": 0, "retried": 0, "dead": 0, "last_error": None}
         self._in_flight = threading.BoundedSemaphore(opts.max_in_flight or 8 * opts.workers)
 
@@ -188,8 +199,10 @@ class LocalPipeline:
         self.etl = LocalEtl(self.store, data, batch_seconds=self.opts.etl_batch_seconds)
         self.etl.recover()
         ctx = multiprocessing.get_context("spawn")
+        # the committer has its own connection: its fsyncs never hold up the ETL, forwarder or /health
+        self.committer = GroupCommitter(SqliteStore(db)).start()
         self.pool = ProcessPoolExecutor(
-            self.opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(str(db), str(self.registry.path))
+            self.opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(str(self.registry.path),)
         )
         # start every worker now (a spawn costs ~1 s of imports) so the first frames are not slow
         list(self.pool.map(_warm, range(self.opts.workers)))
@@ -221,6 +234,10 @@ class LocalPipeline:
         for t in self._threads:
             t.join(timeout=60)
         self._threads.clear()
+        if self.committer:  # after the forwarder: it publishes box-office outcomes through the committer
+            self.committer.stop()
+            self.committer.store.close()
+            self.committer = None
         if self.store:
             self.store.close()
             self.store = None
@@ -247,8 +264,12 @@ class LocalPipeline:
             body = json.dumps({"error": {"code": "too_many_requests", "reason": "server busy; retry in a second"}})
             return {"statusCode": 429, "headers": {"Retry-After": "1"}, "body": body}
         try:
-            assert self.pool is not None
-            response = self.pool.submit(_invoke, event).result(timeout=60)
+            assert self.pool is not None and self.committer is not None
+            response, entries, messages = self.pool.submit(_invoke, event).result(timeout=60)
+            try:
+                self.committer.commit(entries, messages)
+            except PublishError as e:
+                response = unavailable_response(e)
         finally:
             self._in_flight.release()
         self._count(response)
@@ -270,8 +291,10 @@ class LocalPipeline:
         import ingest.forwarder
         from ingest.boxoffice import BoxOfficeConfig
 
-        assert self.store is not None
-        ingest.forwarder.use(self.store, BoxOfficeConfig(self.opts.box_office_url, self.opts.box_office_token))
+        assert self.committer is not None
+        ingest.forwarder.use(
+            CommittingStream(self.committer), BoxOfficeConfig(self.opts.box_office_url, self.opts.box_office_token)
+        )
 
     def _forward_loop(self) -> None:
         import ingest.forwarder
@@ -317,11 +340,18 @@ class LocalPipeline:
         etl = self.etl.status().as_dict() if self.etl else {}
         queue = self.store.queue_depth() if self.store else {}
         threads = {t.name: t.is_alive() for t in self._threads}
+        committer = self.committer
         ok = bool(self.pool) and all(threads.values()) and not etl.get("last_error")
+        ok = ok and committer is not None and committer.alive()
         return {
             "status": "ok" if ok else "degraded",
             "api": self.counters.snapshot(),
             "workers": {"processes": self.opts.workers, "alive": self.pool is not None},
+            "group_commit": {
+                "alive": bool(committer and committer.alive()),
+                "groups": committer.groups if committer else 0,
+                "requests": committer.requests if committer else 0,
+            },
             "stream": {"head_seq": etl.get("head_seq")},
             "etl": etl,
             "queue": queue,

@@ -9,8 +9,10 @@ serves the API description.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,11 +44,38 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # seconds a client may take to send its request
 
     # -- plumbing ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, busy=False)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def handle(self) -> None:
+        """Serve keep-alive requests until the client closes, or the server drains (see ``stop``)."""
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection and not self.server.draining:
+            self.server.track(self.connection, busy=False)
+            if self.server.draining:  # stop() may have run between the check and marking idle
+                break
+            self.handle_one_request()
+
+    def parse_request(self) -> bool:
+        self.server.track(self.connection, busy=True)  # a request line arrived: stop() lets it finish
+        return super().parse_request()
+
     def log_message(self, format: str, *args: Any) -> None:  # route access logs to logging
         log.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json", headers=None) -> None:
         self.send_response(status)
+        if self.server.draining:  # shutting down: this is the connection's last answer
+            self.close_connection = True
+            headers = {**(headers or {}), "Connection": "close"}
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
@@ -152,11 +181,26 @@ class CameraApiServer(ThreadingHTTPServer):
         self.authenticate = authenticate
         self.health = health or (lambda: {"status": "ok"})
         self._thread: threading.Thread | None = None
+        self.draining = False
+        self._connections: dict[socket.socket, bool] = {}  # open connection -> busy with a request
+        self._conn_lock = threading.Lock()
+
+    def track(self, conn: socket.socket, busy: bool) -> None:
+        with self._conn_lock:
+            self._connections[conn] = busy
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self._conn_lock:
+            self._connections.pop(conn, None)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanished mid-request is routine (debug log); anything else is logged with its trace."""
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
     def start(self) -> None:
         """Serve in a background thread."""
@@ -164,8 +208,19 @@ class CameraApiServer(ThreadingHTTPServer):
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop accepting requests and wait for the serving loop to end."""
+        """Drain: stop accepting, close idle keep-alive connections, let requests in progress finish.
+
+        A request whose line has arrived is answered (with ``Connection: close``); an idle keep-alive
+        connection is closed at once (its client reconnects and is refused, or retries later).
+        With ``block_on_close`` this returns when every request in progress has been answered.
+        """
+        self.draining = True
         self.shutdown()
+        with self._conn_lock:
+            idle = [c for c, busy in self._connections.items() if not busy]
+        for conn in idle:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         self.server_close()
         if self._thread:
             self._thread.join(timeout=10)

@@ -1,0 +1,261 @@
+"""Benchmark: the local server's sustained frames/s versus raw ``decode_frame`` on the same cores.
+
+Run:  .venv/bin/python bench/bench_serve.py [--seconds 20] [--concurrency 4] [--workers N]
+Soak: .venv/bin/python bench/bench_serve.py --minutes 10      (RSS over time; not run in CI)
+
+Loopback only, bounded in time.  Steps, all in one run:
+
+1. render a frame set (960x540 JPEGs: 70 % one ticket, 10 % two, 20 % no code);
+2. baseline: a pool of ``--workers`` processes running ``decode_frame`` on those frames (frames/s);
+3. ``monuv-qr serve`` in a child process; the load generator (``local.loadgen``) in a *second*
+   child process posts unique raw-JPEG frames over ``--concurrency`` keep-alive connections for
+   ``--seconds``: sustained frames/s, request latency p50/p99, server RSS (server + workers);
+4. waits until ``/health`` shows the lake caught up, then checks every acknowledged frame is in
+   ``frames_unique`` exactly once and measures freshness = ``lake_at - received_at`` (upload ->
+   queryable in a view) p50/p99 over all frames;
+5. the baseline again (the machine may be shared; the two baselines bracket the server run);
+6. with ``--minutes M``: an open-loop run at ``--soak-rate`` (default 70 % of the measured capacity)
+   for M minutes, sampling RSS every 10 s, and compares the RSS of the last fifth with the second.
+
+Figures are printed as ratios against the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from ingest.cameras import Registry
+from local.loadgen import load_frameset, render_frameset
+from local.server_process import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CAMERAS = ("bench-1", "bench-2", "bench-3", "bench-4")
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------- baseline
+
+_frames: list[bytes] = []
+
+
+def _load(directory: str) -> None:
+    _frames.extend(f.image for f in load_frameset(Path(directory)))
+
+
+def _decode_many(idx: list[int]) -> int:
+    from ingest.decode import decode_frame
+
+    for i in idx:
+        decode_frame(_frames[i % len(_frames)])
+    return len(idx)
+
+
+def raw_decode_fps(frame_dir: Path, workers: int, seconds: float) -> float:
+    """Frames/s of ``decode_frame`` alone in a pool of ``workers`` processes (frames pre-loaded in each)."""
+    with ProcessPoolExecutor(workers, initializer=_load, initargs=(str(frame_dir),)) as pool:
+        list(pool.map(_decode_many, [[0]] * workers))  # start and warm every worker
+        done, i, t0 = 0, 0, time.monotonic()
+        pending = set()
+        while time.monotonic() - t0 < seconds or pending:
+            while time.monotonic() - t0 < seconds and len(pending) < 2 * workers:
+                pending.add(pool.submit(_decode_many, list(range(i, i + 4))))
+                i += 4
+            finished = {f for f in pending if f.done()}
+            if not finished:
+                time.sleep(0.002)
+            for f in finished:
+                done += f.result()
+            pending -= finished
+        return done / (time.monotonic() - t0)
+
+
+# ------------------------------------------------------------------------------------------- server run
+
+
+def sample_rss(server: ServerProcess, stop: threading.Event, every_s: float, out: list[tuple[float, int]]) -> None:
+    t0 = time.monotonic()
+    while not stop.is_set():
+        out.append((time.monotonic() - t0, server.rss_bytes()))
+        stop.wait(every_s)
+
+
+def run_loadgen(url: str, keys_file: Path, frame_dir: Path, out: Path, **opts: object) -> dict:
+    """The load generator in a second process; returns its result document."""
+    cmd = [sys.executable, "-m", "local.loadgen", "--url", url, "--keys", str(keys_file), "--frames", str(frame_dir)]
+    for k, v in opts.items():
+        if v is not None:
+            cmd += [f"--{k.replace('_', '-')}", str(v)]
+    cmd += ["--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return json.loads(out.read_text())
+
+
+def lake_figures(data: Path, acknowledged: list[str]) -> dict:
+    """Freshness percentiles (s) and the exactly-once check of acknowledged frames against the lake."""
+    from analytics.sql import open_lake
+
+    con = open_lake(data)
+    p50, p99 = con.execute(
+        "SELECT quantile_cont(epoch(lake_at) - epoch(received_at), 0.5), "
+        "quantile_cont(epoch(lake_at) - epoch(received_at), 0.99) FROM frames_unique"
+    ).fetchone()
+    in_lake = {r[0] for r in con.execute("SELECT frame_id FROM frames_unique").fetchall()}
+    raw_rows = con.execute("SELECT count(*), count(DISTINCT frame_id) FROM frames").fetchone()
+    con.close()
+    missing = set(acknowledged) - in_lake
+    return {
+        "freshness_s_p50": round(p50 or 0.0, 3),
+        "freshness_s_p99": round(p99 or 0.0, 3),
+        "acknowledged": len(acknowledged),
+        "in_lake": len(in_lake),
+        "missing": len(missing),
+        "raw_rows": raw_rows[0],
+        "raw_distinct": raw_rows[1],
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each measured phase (default 20)")
+    p.add_argument("--concurrency", type=int, default=8, help="load generator connections (default 8)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="baseline decode processes (= cores)")
+    p.add_argument("--server-workers", type=int, default=None, help="serve --workers (default: serve's own)")
+    p.add_argument("--frames", type=int, default=60, help="distinct frames rendered (default 60)")
+    p.add_argument("--minutes", type=float, default=0.0, help="soak: minutes of open-loop load after the benchmark")
+    p.add_argument("--soak-rate", type=float, default=None, help="soak requests/s (default: 70%% of measured)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = p.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    frame_dir, data = tmp / "frames", tmp / "data"
+    data.mkdir()
+    registry = Registry()
+    keys = {cam: registry.add(cam, "BENCH", "1", "UTC")[1] for cam in CAMERAS}
+    registry.save(data / "cameras.json")
+    keys_file = tmp / "keys.json"
+    keys_file.write_text(json.dumps(keys))
+    say(f"[1/5] rendering {args.frames} frames (960x540 JPEG) into {frame_dir} ...")
+    render_frameset(frame_dir, CAMERAS, n=args.frames, processes=args.workers)
+
+    say(f"[2/5] baseline: decode_frame in {args.workers} processes for {args.seconds:.0f} s ...")
+    raw1 = raw_decode_fps(frame_dir, args.workers, args.seconds)
+    say(f"      {raw1:.1f} frames/s")
+
+    say(
+        f"[3/5] monuv-qr serve --workers {args.server_workers or 'default'}; load generator (second process), "
+        f"{args.concurrency} connections, {args.seconds:.0f} s ..."
+    )
+    server = ServerProcess(data, workers=args.server_workers).start()
+    rss: list[tuple[float, int]] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_rss, args=(server, stop, 1.0, rss), daemon=True)
+    sampler.start()
+    try:
+        load = run_loadgen(
+            server.url, keys_file, frame_dir, tmp / "load.json", concurrency=args.concurrency, seconds=args.seconds
+        )
+        s = load["summary"]
+        say(f"      {json.dumps(s)}")
+        say("[4/5] waiting for the lake, then checking it ...")
+        health = server.wait_lake_caught_up(120)
+        acknowledged = [fid for r in load["requests"] if r["status"] == 200 for fid in r["frame_ids"]]
+        lake = lake_figures(data, acknowledged)
+        say(f"      {json.dumps(lake)}")
+        soak = None
+        if args.minutes > 0:
+            rate = args.soak_rate or round(0.7 * s["requests"] / s["seconds"], 1)
+            say(f"[soak] {args.minutes:g} min at {rate} requests/s, RSS every 10 s ...")
+            stop.set()
+            sampler.join()
+            soak_rss: list[tuple[float, int]] = []
+            stop = threading.Event()
+            sampler = threading.Thread(target=sample_rss, args=(server, stop, 10.0, soak_rss), daemon=True)
+            sampler.start()
+            soak_load = run_loadgen(
+                server.url,
+                keys_file,
+                frame_dir,
+                tmp / "soak.json",
+                concurrency=args.concurrency,
+                seconds=args.minutes * 60,
+                rate=rate,
+                tag="soak",
+            )
+            server.wait_lake_caught_up(300)
+            acknowledged += [fid for r in soak_load["requests"] if r["status"] == 200 for fid in r["frame_ids"]]
+            soak = {"load": soak_load["summary"], "rss": soak_rss, "lake": lake_figures(data, acknowledged)}
+            (tmp / "soak-rss.csv").write_text(
+                "seconds,rss_mb\n" + "".join(f"{t:.0f},{b / 1e6:.1f}\n" for t, b in soak_rss)
+            )
+        health = server.health()
+    finally:
+        stop.set()
+        sampler.join()
+        code = server.stop()
+    say(f"      server stopped (exit {code})")
+
+    say(f"[5/5] baseline again for {args.seconds:.0f} s ...")
+    raw2 = raw_decode_fps(frame_dir, args.workers, args.seconds)
+    say(f"      {raw2:.1f} frames/s")
+
+    raw = (raw1 + raw2) / 2
+    rss_mb = [b / 1e6 for _t, b in rss]
+    print("\n== bench_serve: local server vs decode_frame alone, same cores, same run ==")
+    print(
+        f"cores {os.cpu_count()}, baseline processes {args.workers}, server workers "
+        f"{args.server_workers or 'default (cores + 1)'}, load connections {args.concurrency}, "
+        f"{args.seconds:.0f} s per phase, load average now {os.getloadavg()[0]:.1f}"
+    )
+    print(f"raw decode_frame pool     {raw:8.1f} frames/s   (runs: {raw1:.1f}, {raw2:.1f})")
+    print(
+        f"server, end to end        {s['frames_per_s']:8.1f} frames/s   = {s['frames_per_s'] / raw:.0%} of raw "
+        f"(target >= 80%)"
+    )
+    print(
+        f"request latency           p50 {s['latency_ms_p50']:.0f} ms, p99 {s['latency_ms_p99']:.0f} ms "
+        f"({s['requests']} requests, statuses {s['statuses']})"
+    )
+    print(
+        f"freshness upload->view    p50 {lake['freshness_s_p50']:.2f} s, p99 {lake['freshness_s_p99']:.2f} s "
+        f"(ETL micro-batch window 2 s)"
+    )
+    print(
+        f"lake check                {lake['acknowledged']} acknowledged frames, {lake['missing']} missing, "
+        f"{lake['raw_rows'] - lake['raw_distinct']} duplicate rows"
+    )
+    print(f"group commit              {health.get('group_commit')}")
+    print(f"server RSS (all procs)    start {rss_mb[0]:.0f} MB, max {max(rss_mb):.0f} MB, end {rss_mb[-1]:.0f} MB")
+    if soak:
+        mb = [b / 1e6 for _t, b in soak["rss"]]
+        k = max(1, len(mb) // 5)
+        early, late = statistics.fmean(mb[k : 2 * k] or mb), statistics.fmean(mb[-k:])
+        print(f"soak {args.minutes:g} min             {json.dumps(soak['load'])}")
+        print(
+            f"soak RSS                  second fifth {early:.0f} MB, last fifth {late:.0f} MB, "
+            f"growth {late - early:+.0f} MB ({(late - early) / early:+.1%}); series in {tmp / 'soak-rss.csv'}"
+        )
+        print(f"soak lake check           {json.dumps(soak['lake'])}")
+    if not args.keep and not args.minutes:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"kept {tmp}")
+    return 0 if lake["missing"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

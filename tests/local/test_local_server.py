@@ -1,0 +1,124 @@
+"""local.server: API Gateway's contract in front of a fake ``invoke`` (no workers, no disk)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from ingest.cameras import Camera
+from local.server import MAX_REQUEST_BYTES, CameraApiServer
+
+CAM = Camera("door-1", "REX", "1", key_id="ck_1")
+
+
+class Fake:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.events: list[dict] = []
+        self.delay_s = delay_s
+
+    def invoke(self, event: dict) -> dict:
+        time.sleep(self.delay_s)
+        self.events.append(event)
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": '{"frames": []}'}
+
+
+@pytest.fixture
+def api():
+    fake = Fake()
+    srv = CameraApiServer(("127.0.0.1", 0), fake.invoke, lambda k: CAM if k == "good" else None)
+    srv.start()
+    yield srv, fake
+    srv.stop()
+
+
+def request(srv, method, path, body=b"", headers=None):
+    conn = http.client.HTTPConnection(*srv.server_address[:2], timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    out = resp.status, resp.read(), resp
+    conn.close()
+    return out
+
+
+def test_upload_builds_a_proxy_event_with_a_base64_body_and_the_key_id_not_the_key(api):
+    srv, fake = api
+    headers = {"x-api-key": "good", "Content-Type": "image/jpeg"}
+    status, body, _ = request(srv, "POST", "/upload?x=1", b"\xff\xd8jpeg", headers)
+    assert status == 200 and json.loads(body) == {"frames": []}
+    (event,) = fake.events
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"\xff\xd8jpeg"
+    assert event["requestContext"]["identity"]["apiKeyId"] == "ck_1"
+    assert "good" not in json.dumps(event)  # the key itself never reaches the handler
+    assert event["queryStringParameters"] == {"x": "1"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("POST", "/upload", {"Content-Type": "image/jpeg"}, 403),
+        ("POST", "/upload", {"x-api-key": "bad", "Content-Type": "image/jpeg"}, 403),
+        ("POST", "/elsewhere", {"x-api-key": "good"}, 404),
+        ("GET", "/upload", {}, 405),
+        ("PUT", "/upload", {"x-api-key": "good"}, 405),
+    ],
+)
+def test_requests_outside_the_contract_are_refused_before_the_handler(api, method, path, headers, status):
+    srv, fake = api
+    got, body, _ = request(srv, method, path, b"x", headers)
+    assert got == status and json.loads(body)["error"]["reason"]
+    assert fake.events == []
+
+
+def test_a_body_over_10_mb_is_refused_with_413_without_reading_it(api):
+    srv, fake = api
+    with socket.create_connection(srv.server_address[:2], timeout=5) as s:
+        head = f"POST /upload HTTP/1.1\r\nx-api-key: good\r\nContent-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n"
+        s.sendall(head.encode())
+        assert s.recv(100).startswith(b"HTTP/1.1 413")
+    assert fake.events == []
+
+
+def test_health_is_200_when_ok_and_503_when_degraded():
+    state = {"status": "ok"}
+    srv = CameraApiServer(("127.0.0.1", 0), Fake().invoke, lambda k: None, lambda: dict(state))
+    srv.start()
+    try:
+        assert request(srv, "GET", "/health")[0] == 200
+        state["status"] = "degraded"
+        assert request(srv, "GET", "/health")[0] == 503
+    finally:
+        srv.stop()
+
+
+def test_stop_answers_the_request_in_progress_and_closes_idle_keep_alive_connections():
+    fake = Fake(delay_s=0.5)
+    srv = CameraApiServer(("127.0.0.1", 0), fake.invoke, lambda k: CAM)
+    srv.block_on_close = True
+    srv.daemon_threads = False
+    srv.start()
+    idle = http.client.HTTPConnection(*srv.server_address[:2], timeout=10)
+    idle.request("GET", "/health")
+    idle.getresponse().read()  # a keep-alive connection, now idle
+    result = {}
+
+    def slow() -> None:
+        result["answer"] = request(srv, "POST", "/upload", b"x", {"x-api-key": "k", "Content-Type": "image/jpeg"})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.2)  # the slow request is in the handler
+    t0 = time.monotonic()
+    srv.stop()
+    assert time.monotonic() - t0 < 5  # did not wait for the idle connection's 30 s timeout
+    t.join(5)
+    status, _body, resp = result["answer"]
+    assert status == 200 and resp.getheader("Connection") == "close"
+    with pytest.raises((OSError, http.client.HTTPException)):
+        idle.request("GET", "/health")
+        idle.getresponse()
