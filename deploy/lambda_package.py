@@ -38,6 +38,8 @@ LAMBDA_REQUIREMENTS: tuple[str, ...] = (
     "aws-lambda-powertools==3.37.0",  # logger, EMF metrics, tracer, batch processing
     "aws-xray-sdk==2.15.0",  # powertools Tracer backend
     "wrapt==2.5.2",  # aws-xray-sdk dependency
+    "orjson==3.13.0",  # the record contract's JSON codec (stream.schema)
+    "pybase64==1.5.1",  # fast base64 of request bodies (ingest.request; stdlib fallback)
     "aws-kinesis-agg==1.2.3",  # KPL aggregation (stream.aggregate)
     "six==1.17.0",  # aws-kinesis-agg imports it without declaring it
     "protobuf==6.33.6",  # aws-kinesis-agg wire format

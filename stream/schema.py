@@ -22,11 +22,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+
+import orjson
 
 SCHEMA_VERSION = 1
 """Bumped when a field changes meaning or type. Adding an optional field does not bump it."""
@@ -280,12 +281,14 @@ def format_ts(ts: datetime) -> str:
 
 def parse_ts(value: Any, field: str) -> datetime:
     """Parse an ISO-8601 timestamp with a zone (``Z`` or offset) to an aware UTC datetime."""
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise RecordError(field, f"expected an ISO-8601 string, got {type(value).__name__}")
     try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        ts = datetime.fromisoformat(value)  # Python 3.11 reads "Z" itself
     except ValueError:
         raise RecordError(field, f"not an ISO-8601 timestamp: {value[:40]!r}") from None
+    if ts.tzinfo is UTC:
+        return ts
     if ts.tzinfo is None:
         raise RecordError(field, f"timestamp without a zone: {value[:40]!r} (add Z or an offset)")
     return ts.astimezone(UTC)
@@ -305,50 +308,62 @@ def _encode_value(f: Field, v: Any) -> Any:
     return v
 
 
-_PY_TYPES: Mapping[str, tuple[type, ...]] = {
-    "string": (str,),
-    "int": (int,),
-    "bigint": (int,),
-    "double": (int, float),
-    "boolean": (bool,),
-}
+# Decoding is compiled once per field into a small function (the ETL decodes millions of records).
+Decoder = Callable[[Any], Any]
 
 
-def _decode_value(f: Field, v: Any) -> Any:
-    if v is None:
+def _field_decoder(f: Field) -> Decoder:
+    name, t = f.name, f.type
+
+    def missing() -> None:
         if not f.nullable:
-            raise RecordError(f.name, "missing or null, but required")
-        return None
-    if f.type == "timestamp":
-        if f.name == "session_start":
+            raise RecordError(name, "missing or null, but required")
+
+    def bad(v: Any) -> Any:
+        raise RecordError(name, f"expected {t}, got {type(v).__name__}")
+
+    def decode_other(v: Any) -> Any:
+        if t == "timestamp" and name == "session_start":  # cinema-local wall time, no zone
+            if type(v) is not str:
+                return bad(v)
             try:
-                return datetime.fromisoformat(v) if isinstance(v, str) else _bad(f, v)
+                return datetime.fromisoformat(v)
             except ValueError:
-                raise RecordError(f.name, f"not an ISO-8601 local time: {str(v)[:40]!r}") from None
-        return parse_ts(v, f.name)
-    if f.type == "binary":
-        try:
-            return base64.b64decode(v, validate=True)
-        except (ValueError, TypeError):
-            raise RecordError(f.name, "not valid base64") from None
-    if f.type == "corners":
-        try:
-            pts = tuple((int(x), int(y)) for x, y in v)
-        except (TypeError, ValueError):
-            raise RecordError(f.name, "expected 4 [x, y] integer pairs") from None
-        if len(pts) != 4:
-            raise RecordError(f.name, f"expected 4 points, got {len(pts)}")
-        return pts
-    ok = _PY_TYPES[f.type]
-    if not isinstance(v, ok) or (f.type != "boolean" and isinstance(v, bool)):
-        _bad(f, v)
-    if f.type == "double":
-        return float(v)
-    return v
+                raise RecordError(name, f"not an ISO-8601 local time: {v[:40]!r}") from None
+        if t == "timestamp":
+            return parse_ts(v, name)
+        if t == "binary":
+            try:
+                return base64.b64decode(v, validate=True)
+            except (ValueError, TypeError):
+                raise RecordError(name, "not valid base64") from None
+        if t == "corners":
+            try:
+                pts = tuple((int(x), int(y)) for x, y in v)
+            except (TypeError, ValueError):
+                raise RecordError(name, "expected 4 [x, y] integer pairs") from None
+            if len(pts) != 4:
+                raise RecordError(name, f"expected 4 points, got {len(pts)}")
+            return pts
+        if t == "double" and type(v) in (int, float):
+            return float(v)
+        return bad(v)
+
+    exact = {"string": str, "int": int, "bigint": int, "boolean": bool}.get(t)
+
+    def decode(v: Any) -> Any:
+        if exact is not None and type(v) is exact:  # the common case, and no bool passes as int
+            return v
+        if v is None:
+            return missing()
+        return decode_other(v)
+
+    return decode
 
 
-def _bad(f: Field, v: Any) -> Any:
-    raise RecordError(f.name, f"expected {f.type}, got {type(v).__name__}")
+_DECODERS: Mapping[str, tuple[tuple[str, Decoder], ...]] = {
+    kind: tuple((f.name, _field_decoder(f)) for f in fields[2:]) for kind, fields in FIELDS.items()
+}
 
 
 def to_json_dict(record: Record) -> dict[str, Any]:
@@ -363,8 +378,8 @@ def to_json_dict(record: Record) -> dict[str, Any]:
 
 
 def to_bytes(record: Record) -> bytes:
-    """Compact JSON bytes of a record: the Kinesis record / SQS body wire format."""
-    return json.dumps(to_json_dict(record), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact JSON bytes of a record (UTF-8, no spaces): the Kinesis record / SQS body wire format."""
+    return orjson.dumps(to_json_dict(record))
 
 
 def from_json_dict(obj: Any) -> Record:
@@ -376,19 +391,23 @@ def from_json_dict(obj: Any) -> Record:
     Raises:
         RecordError: naming the first field that is missing or malformed.
     """
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         raise RecordError("<record>", f"expected a JSON object, got {type(obj).__name__}")
     kind = obj.get("kind")
-    if kind not in FIELDS:
+    decoders = _DECODERS.get(kind) if type(kind) is str else None
+    if decoders is None:
         raise RecordError("kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
     version = obj.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+    if type(version) is not int or version < 1:
         raise RecordError("schema_version", f"expected a positive integer, got {version!r}")
-    values = {}
-    for f in FIELDS[kind][2:]:
-        values[f.name] = _decode_value(f, obj.get(f.name))
+    get = obj.get
+    values = {name: dec(get(name)) for name, dec in decoders}
     _check_enums(kind, values)
-    return RECORD_CLASSES[kind](**values)  # type: ignore[return-value]
+    # Every field was validated above: fill the frozen instance directly (its generated __init__
+    # costs more than all the validation, through one object.__setattr__ per field).
+    record = object.__new__(RECORD_CLASSES[kind])
+    record.__dict__.update(values)
+    return record  # type: ignore[return-value]
 
 
 def _check_enums(kind: str, values: Mapping[str, Any]) -> None:
@@ -405,8 +424,8 @@ def from_bytes(data: bytes) -> Record:
         RecordError: the bytes are not UTF-8 JSON, or a field is missing or malformed.
     """
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
         raise RecordError("<record>", f"not UTF-8 JSON: {e}") from None
     return from_json_dict(obj)
 
@@ -472,8 +491,8 @@ def spark_ddl(kind: str) -> str:
 
 def partition_values(captured_at: datetime) -> tuple[str, str]:
     """Partition values (``dt``, ``hour``) of an event time: UTC date and zero-padded hour."""
-    ts = captured_at.astimezone(UTC)
-    return ts.strftime("%Y-%m-%d"), ts.strftime("%H")
+    ts = captured_at if captured_at.tzinfo is UTC else captured_at.astimezone(UTC)
+    return f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}", f"{ts.hour:02d}"
 
 
 def now_utc() -> datetime:
