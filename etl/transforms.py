@@ -32,13 +32,13 @@ from typing import Any
 from stream import schema
 from stream.aggregate import AggregateError, deaggregate
 
-FUTURE_TOLERANCE = timedelta(minutes=10)
+FUTURE_TOLERANCE = schema.MAX_CAPTURE_AHEAD
 """A record whose ``captured_at`` (camera clock) is more than this ahead of its own server time
 (``received_at``, or ``decided_at`` for box-office outcomes) is quarantined: the camera clock is wrong
 and its hour partition would be a lie.  Measured against the record's server time, not the ETL's
 clock, so a replayed batch decides the same way."""
 
-MAX_LATENESS = timedelta(days=30)
+MAX_LATENESS = schema.MAX_CAPTURE_BEHIND
 """A record captured more than this before its server time is quarantined (a camera clock reset to
 1970, say).  Anything later than that is a normal *late* record and lands in its event-time partition."""
 

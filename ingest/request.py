@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - optional speed-up
 
 from ingest.decode import MAX_IMAGE_BYTES
 from ingest.errors import BadRequest, InvalidField, PayloadTooLarge, UnsupportedMediaType
-from stream.schema import RecordError, parse_ts
+from stream.schema import MAX_CAPTURE_AHEAD, RecordError, parse_ts
 
 RAW_MEDIA_TYPES = ("image/jpeg", "image/png")
 """Raw-body content types; API Gateway must list them as binary media types (the infra imports this)."""
@@ -109,7 +109,9 @@ def media_type(event: Mapping[str, Any]) -> str:
 
 
 def parse_captured_at(value: Any, received_at: datetime, max_skew_seconds: float, where: str) -> datetime:
-    """Validate a camera timestamp: ISO-8601 with a zone, within ``max_skew_seconds`` of the server clock.
+    """Validate a camera timestamp: ISO-8601 with a zone, at most ``max_skew_seconds`` behind the server
+    clock and at most ``stream.schema.MAX_CAPTURE_AHEAD`` (10 minutes) ahead of it -- the ETL would
+    quarantine a read further ahead, so it is refused here, where the camera can be told.
 
     Raises:
         InvalidField: unparsable, zone-less, or too far from ``received_at`` (422).
@@ -118,10 +120,16 @@ def parse_captured_at(value: Any, received_at: datetime, max_skew_seconds: float
         ts = parse_ts(value, "captured_at")
     except RecordError as e:
         raise InvalidField(f"{where}: {e.reason}; send ISO-8601 with a zone, e.g. 2026-11-30T20:15:03.120Z") from None
-    skew = abs((ts - received_at).total_seconds())
-    if skew > max_skew_seconds:
+    ahead = (ts - received_at).total_seconds()
+    limit_ahead = MAX_CAPTURE_AHEAD.total_seconds()
+    if ahead > limit_ahead:
         raise InvalidField(
-            f"{where} is {skew:,.0f} s from the server clock (limit {max_skew_seconds:,.0f} s); "
+            f"{where} is {ahead:,.0f} s ahead of the server clock (limit {limit_ahead:,.0f} s); "
+            "check the camera's clock (NTP)"
+        )
+    if -ahead > max_skew_seconds:
+        raise InvalidField(
+            f"{where} is {-ahead:,.0f} s behind the server clock (limit {max_skew_seconds:,.0f} s); "
             "check the camera's clock (NTP)"
         )
     return ts
@@ -181,7 +189,11 @@ def _raw_form(event: Mapping[str, Any], received_at: datetime, max_skew: float) 
         )
     image = _frame_size(body, "the image")
     given = header(event, CAPTURED_AT_HEADER)
-    captured = parse_captured_at(given, received_at, max_skew, f"header {CAPTURED_AT_HEADER}") if given else received_at
+    captured = (
+        parse_captured_at(given, received_at, max_skew, f"header {CAPTURED_AT_HEADER}")
+        if given is not None
+        else received_at
+    )
     declared = header(event, CAMERA_ID_HEADER)
     return UploadRequest("raw", (FrameInput(image, captured, given is not None, declared or None),))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 READS_STREAM_NAME = "READS_STREAM_NAME"
 """Kinesis stream (cloud) receiving every read and frame summary."""
@@ -19,7 +19,8 @@ CAMERA_REGISTRY = "CAMERA_REGISTRY"
 KINESIS_AGGREGATION = "KINESIS_AGGREGATION"
 """``true`` (default): KPL-aggregate records per partition key; ``false``: one JSON record per entry."""
 MAX_CLOCK_SKEW_SECONDS = "MAX_CLOCK_SKEW_SECONDS"
-"""How far ``captured_at`` may be from the server clock before the frame is refused (422)."""
+"""How far ``captured_at`` may be *behind* the server clock before the frame is refused (422).  Ahead of
+it, the contract's fixed ``stream.schema.MAX_CAPTURE_AHEAD`` (10 minutes) applies."""
 DEDUP_WINDOW_SECONDS = "DEDUP_WINDOW_SECONDS"
 """Width of the time bucket in the box-office de-duplication id."""
 PUBLISH_BUDGET_SECONDS = "PUBLISH_BUDGET_SECONDS"
@@ -66,7 +67,7 @@ class Settings:
     publish_budget_seconds: float = 5.0
     box_office_url: str = ""
     box_office_secret_arn: str = ""
-    box_office_token: str = ""
+    box_office_token: str = field(default="", repr=False)
     box_office_timeout_seconds: float = 3.0
 
     @classmethod

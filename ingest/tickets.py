@@ -127,6 +127,13 @@ def parse_json(text: str) -> TicketFields:
         raise TicketFormatError("not valid JSON") from None
     if not isinstance(obj, dict) or not {"t", "c", "r", "s"} <= obj.keys():
         raise TicketFormatError("JSON ticket needs keys t, c, r and s")
+    for key in ("t", "c", "s"):
+        if type(obj[key]) is not str:
+            raise TicketFormatError(f"JSON ticket key {key!r} must be a string")
+    if type(obj["r"]) not in (int, str):
+        raise TicketFormatError("JSON ticket key 'r' must be a room number or string")
+    if obj.get("seat") is not None and type(obj["seat"]) is not str:
+        raise TicketFormatError("JSON ticket key 'seat' must be a string")
     return _build("json", obj["t"], obj["c"], obj["r"], obj["s"], obj.get("seat"))
 
 

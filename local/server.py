@@ -34,6 +34,14 @@ Invoke = Callable[[dict], Mapping[str, Any]]
 Authenticate = Callable[[str | None], Camera | None]
 
 
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/upload": ("POST",),
+    "/health": ("GET", "HEAD"),
+    "/openapi.yaml": ("GET", "HEAD"),
+}
+"""The methods each route answers; any other method gets 405 with an ``Allow`` header."""
+
+
 def error_body(code: str, reason: str) -> bytes:
     return json.dumps({"error": {"code": code, "reason": reason}}).encode("utf-8")
 
@@ -84,10 +92,37 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _error(self, status: int, code: str, reason: str, close: bool = False) -> None:
+    def _error(self, status: int, code: str, reason: str, close: bool = False, headers=None) -> None:
         if close:
             self.close_connection = True
-        self._send(status, error_body(code, reason), headers={"Connection": "close"} if close else None)
+            headers = {**(headers or {}), "Connection": "close"}
+        self._send(status, error_body(code, reason), headers=headers)
+
+    def _not_allowed(self) -> None:
+        path = urlsplit(self.path or "/").path
+        allowed = ROUTES.get(path)
+        if allowed is None:
+            self._error(404, "not_found", f"no route {path[:100]}; the camera API is POST /upload", close=True)
+            return
+        self._error(
+            405,
+            "method_not_allowed",
+            f"{self.command} is not allowed on {path}; use {' or '.join(allowed)}",
+            close=True,
+            headers={"Allow": ", ".join(allowed)},
+        )
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors of the HTTP layer itself (bad request line, URI or headers too long, unknown method)
+        get the API's JSON error document and a 4xx: a malformed request is the client's fault."""
+        if code == 501:  # no do_<METHOD>: an unknown or unsupported method
+            self._not_allowed()
+            return
+        status = code if 400 <= code < 500 else 400
+        self.request_version = self.protocol_version  # an unparsed request would get a bare HTTP/0.9 body
+        if not getattr(self, "command", None):
+            self.command = "GET"  # _send needs it; the request line was unreadable
+        self._error(status, "bad_request", f"malformed HTTP request: {message or 'unreadable'}", close=True)
 
     # -- routes --------------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -95,17 +130,20 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/health":
             health = self.server.health()
             self._send(200 if health.get("status") == "ok" else 503, json.dumps(health, default=str).encode())
-        elif path == "/openapi.yaml" and OPENAPI_PATH.exists():
-            self._send(200, OPENAPI_PATH.read_bytes(), "application/yaml")
-        elif path == "/upload":
-            self._error(405, "method_not_allowed", "use POST /upload to send frames")
+        elif path == "/openapi.yaml":
+            if OPENAPI_PATH.exists():
+                self._send(200, OPENAPI_PATH.read_bytes(), "application/yaml")
+            else:
+                self._error(404, "not_found", "the OpenAPI description is in the source tree: openapi/camera-api.yaml")
+        elif path in ROUTES:
+            self._not_allowed()
         else:
             self._error(404, "not_found", f"no route {path}; the camera API is POST /upload")
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         if url.path != "/upload":
-            self._error(404, "not_found", f"no route {url.path}; the camera API is POST /upload", close=True)
+            self._not_allowed()
             return
         length_header = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked" or length_header is None:
@@ -156,10 +194,13 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = out_headers.pop("Content-Type", out_headers.pop("content-type", "application/json"))
         self._send(int(response.get("statusCode", 500)), decode_body(response), content_type, out_headers)
 
-    def do_PUT(self) -> None:
-        self._error(405, "method_not_allowed", "use POST /upload to send frames", close=True)
+    def do_HEAD(self) -> None:
+        self.do_GET()  # _send writes no body for HEAD
 
-    do_DELETE = do_PATCH = do_PUT
+    def do_PUT(self) -> None:
+        self._not_allowed()
+
+    do_DELETE = do_PATCH = do_OPTIONS = do_PUT
 
 
 class CameraApiServer(ThreadingHTTPServer):

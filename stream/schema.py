@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import orjson
@@ -36,6 +36,14 @@ KINDS = ("read", "frame", "box_office")
 
 FRAME_OUTCOMES = ("ok", "no_code", "rejected")
 BOX_OFFICE_OUTCOMES = ("accepted", "already_used", "unknown_ticket", "refused", "not_configured")
+
+MAX_CAPTURE_AHEAD = timedelta(minutes=10)
+"""How far a camera's ``captured_at`` may be ahead of the server clock.  The camera API refuses more
+(422) and the ETL quarantines more: such a read would land in an hour partition that has not happened."""
+
+MAX_CAPTURE_BEHIND = timedelta(days=30)
+"""How far ``captured_at`` may be behind the server clock before the ETL quarantines the record (a camera
+clock reset).  The camera API's own limit (``MAX_CLOCK_SKEW_SECONDS``, default a day) is tighter."""
 
 PARTITION_COLUMNS = ("dt", "hour")
 """Hive-style partition columns derived from event time (``captured_at``, UTC): ``dt=YYYY-MM-DD/hour=HH``."""
@@ -291,7 +299,10 @@ def parse_ts(value: Any, field: str) -> datetime:
         return ts
     if ts.tzinfo is None:
         raise RecordError(field, f"timestamp without a zone: {value[:40]!r} (add Z or an offset)")
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:
+        raise RecordError(field, f"timestamp out of range in UTC: {value[:40]!r}") from None
 
 
 def _encode_value(f: Field, v: Any) -> Any:

@@ -18,7 +18,7 @@ from ingest.request import (
     header,
     parse_upload,
 )
-from stream.schema import parse_ts
+from stream.schema import MAX_CAPTURE_AHEAD, parse_ts
 from tests.events.make_events import CAPTURED_AT, NOW, build_event, load
 
 JPEG = b"\xff\xd8\xff\xe0 pretend jpeg"  # parsing never decodes: any bytes do
@@ -142,8 +142,12 @@ def test_captured_at_skew_limit_is_inclusive_of_the_setting():
 
     assert parse(at(timedelta(seconds=-60)), skew=60).frames[0].captured_at == NOW - timedelta(seconds=60)
     assert parse(at(timedelta(hours=-2, minutes=0)), skew=3 * 3600).frames[0].captured_at_given
-    with pytest.raises(InvalidField, match="camera's clock"):
-        parse(at(timedelta(seconds=61)), skew=60)
+    with pytest.raises(InvalidField, match="behind the server clock"):
+        parse(at(timedelta(seconds=-61)), skew=60)
+    # ahead of the server clock, the contract's fixed limit applies whatever the setting
+    assert parse(at(MAX_CAPTURE_AHEAD), skew=60).frames[0].captured_at == NOW + MAX_CAPTURE_AHEAD
+    with pytest.raises(InvalidField, match="ahead of the server clock"):
+        parse(at(MAX_CAPTURE_AHEAD + timedelta(seconds=1)), skew=10 * 86400)
     doc = {"image_base64": "AA==", "captured_at": "2026-11-30T17:15:03-03:00"}
     offset = build_event(json.dumps(doc), "application/json")
     assert parse(offset).frames[0].captured_at == parse_ts("2026-11-30T20:15:03Z", "t")

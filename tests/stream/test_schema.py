@@ -136,6 +136,8 @@ def test_unknown_extra_fields_are_tolerated():
         (lambda o: o.pop("read_id"), "read_id"),
         (lambda o: o.update(captured_at="yesterday"), "captured_at"),
         (lambda o: o.update(captured_at="2026-11-30T10:00:00"), "captured_at"),
+        (lambda o: o.update(captured_at="9999-12-31T23:59:59-01:00"), "captured_at"),
+        (lambda o: o.update(received_at="0001-01-01T00:00:00+01:00"), "received_at"),
         (lambda o: o.update(ticket_valid="yes"), "ticket_valid"),
         (lambda o: o.update(raw="***not base64***"), "raw"),
         (lambda o: o.update(corners=[[1, 2], [3, 4]]), "corners"),
