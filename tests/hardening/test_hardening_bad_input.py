@@ -450,12 +450,6 @@ def test_malformed_http_never_reaches_the_handler_and_the_server_survives(api, r
     assert_healthy(api)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG ingest/decode.py: a PNG within MAX_PIXELS but wider/taller than zxing's 65535-pixel limit "
-    "(e.g. 1x12,000,000) makes zxingcpp.read_barcodes raise a bare ValueError after ~1.5 s of decoding, not a "
-    "BadImage from the header probe; the service maps it to a misleading 400 truncated_image",
-)
 def test_decoder_refuses_extreme_aspect_ratios_from_the_header_with_bad_image():
     from ingest.decode import decode_image
     from ingest.errors import BadImage
