@@ -8,11 +8,12 @@ incomplete multipart uploads after 7 days).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
+
+from deploy.iam import deny_insecure_transport
 
 
 @dataclass(frozen=True)
@@ -38,21 +39,7 @@ class SecureBucketArgs:
 
 def tls_only_policy(bucket_arn: str) -> str:
     """Bucket policy JSON denying every request made without TLS (``aws:SecureTransport`` false)."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ],
-        }
-    )
+    return deny_insecure_transport("s3:*", [bucket_arn, f"{bucket_arn}/*"])
 
 
 class SecureBucket(pulumi.ComponentResource):

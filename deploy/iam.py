@@ -67,3 +67,22 @@ def service_role(
         f"{name}-policy", role=role.id, policy=policy_json(statements), opts=pulumi.ResourceOptions(parent=parent)
     )
     return role, policy
+
+
+def deny_insecure_transport(action: str, resources: Sequence[str]) -> str:
+    """Resource policy JSON denying every ``action`` request made without TLS (``aws:SecureTransport`` false)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": action,
+                    "Resource": list(resources),
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from deploy.iam import deny_insecure_transport
 from monitoring.infra import metric_alarm
 
 MAX_RECEIVE_COUNT = 5
@@ -39,21 +40,7 @@ class TicketStreamArgs:
 
 def queue_tls_policy(queue_arn: str) -> str:
     """SQS queue policy JSON denying every request made without TLS."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "sqs:*",
-                    "Resource": queue_arn,
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ],
-        }
-    )
+    return deny_insecure_transport("sqs:*", [queue_arn])
 
 
 class TicketStream(pulumi.ComponentResource):
