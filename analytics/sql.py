@@ -12,7 +12,15 @@ a zone holding UTC values (Athena reads Parquet UTC timestamps that way), ``dt``
 Two Trino functions have no sqlglot translation to DuckDB and are rewritten here (see :func:`to_duckdb`):
 ``with_timezone(ts, zone)`` -> ``timezone(zone, ts)`` and ``at_timezone(tstz, zone)`` -> ``timezone(zone, tstz)``.
 The second is exact only when the result is cast to ``TIMESTAMP`` (wall time) or passed to ``hour()``; the
-view files always do so (``CAST(at_timezone(with_timezone(ts, 'UTC'), tz) AS TIMESTAMP)``).
+view files always do so (``CAST(at_timezone(with_timezone(ts, 'UTC'), tz) AS TIMESTAMP)``).  One more rewrite
+is for speed: ``to_unixtime(with_timezone(ts, 'UTC'))`` -> ``epoch(ts)``, the same instant without a per-row
+time-zone lookup (DuckDB reads a plain ``TIMESTAMP`` as UTC; the double can differ in its last bit).
+
+DuckDB inlines views, so a view read by several others (``reads_unique`` behind ``hourly_entries`` three times,
+``hourly_entries`` behind ``daily_summary`` four times) would be recomputed at every reference.
+:func:`materialize` computes such views once per connection, as ``TEMP`` tables built from the same transpiled
+SQL that shadow the view of the same name; :func:`analytics.query.run_view` calls it for the views the
+requested one needs.  Results are identical; the cached tables are a snapshot of the lake at that moment.
 
 This module imports no AWS SDK; DuckDB is imported lazily (Athena deployments only read the SQL files).
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,7 +175,23 @@ def _load_views(sources: tuple[tuple[str, str], ...], views_dir: str) -> tuple[V
     return tuple(ordered)
 
 
+def _is_utc_instant(node: exp.Expression) -> bool:
+    """True for Trino's ``with_timezone(<expr>, 'UTC')``."""
+    return (
+        isinstance(node, exp.Anonymous)
+        and node.name.lower() == "with_timezone"
+        and len(node.expressions) == 2
+        and isinstance(node.expressions[1], exp.Literal)
+        and node.expressions[1].is_string
+        and node.expressions[1].this.upper() == "UTC"
+    )
+
+
 def _rewrite_for_duckdb(tree: exp.Expression) -> exp.Expression:
+    # to_unixtime(with_timezone(ts, 'UTC')) is the epoch of a UTC wall time: exact without a time-zone lookup
+    for node in list(tree.find_all(exp.TimeToUnix)):
+        if _is_utc_instant(node.this):
+            node.replace(exp.Anonymous(this="epoch", expressions=[node.this.expressions[0]]))
     # innermost calls first, so a rewritten call's arguments are already rewritten
     for node in reversed(list(tree.find_all(exp.Anonymous, bfs=False))):
         if node.name.lower() in ("with_timezone", "at_timezone"):
@@ -250,6 +275,75 @@ def open_lake(data_dir: Path | str, views: Sequence[View] | None = None) -> duck
             raise ViewDefinitionError(f"DuckDB rejected view {view.name!r}: {e}") from e
     log.debug("opened lake %s with %d views", data_dir, len(views))
     return con
+
+
+def shared_views(views: Iterable[View] | None = None) -> set[str]:
+    """Names of the views that another view reads: the ones :func:`materialize` computes once per connection."""
+    views = list(load_views() if views is None else views)
+    return {d for v in views for d in v.depends_on}
+
+
+def _needed(names: Iterable[str], views: Sequence[View]) -> set[str]:
+    """``names`` and every view they read, directly or through other views."""
+    by_name = {v.name: v for v in views}
+    todo, seen = list(names), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        if name not in by_name:
+            raise UnknownView(f"no view named {name!r}; views: {', '.join(by_name)}")
+        seen.add(name)
+        todo.extend(by_name[name].depends_on)
+    return seen
+
+
+def materialized(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of the ``TEMP`` tables of ``con``: the views :func:`materialize` has already computed there."""
+    rows = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    return {r[0] for r in rows}
+
+
+def materialize(
+    con: duckdb.DuckDBPyConnection,
+    names: Iterable[str] | None = None,
+    views: Sequence[View] | None = None,
+) -> list[str]:
+    """Compute, once per connection, the shared views that ``names`` read (all shared views when None).
+
+    A shared view (one that another view reads, see :func:`shared_views`) becomes a ``TEMP`` table of the
+    same name, created from the view's own transpiled SQL, in dependency order; DuckDB resolves ``temp``
+    before ``main``, so the views that read it (and any query) use the table from then on.  A requested view
+    that is itself shared (``hourly_entries``, read by ``hourly_peak`` and ``daily_summary``) is materialized
+    too.  Already materialized views are skipped.  The tables are a snapshot: files the ETL writes later are
+    not seen on this connection (open a new one).  Returns the names materialized by this call.
+
+    Raises:
+        UnknownView: a name is not a view.
+        ViewDefinitionError: DuckDB rejected a view's SQL.
+    """
+    import duckdb
+
+    views = load_views() if views is None else views
+    shared = shared_views(views)
+    wanted = shared if names is None else _needed(names, views) & shared
+    done = materialized(con)
+    built = []
+    for view in views:  # dependency order
+        if view.name not in wanted or view.name in done:
+            continue
+        started = time.perf_counter()
+        # row order of a cached table is irrelevant (the views promise none); not keeping it saves memory
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            con.execute(f"CREATE TEMP TABLE {view.name} AS {to_duckdb(view.sql)}")
+        except duckdb.Error as e:
+            raise ViewDefinitionError(f"DuckDB could not materialize view {view.name!r}: {e}") from e
+        finally:
+            con.execute("RESET preserve_insertion_order")
+        built.append(view.name)
+        log.debug("materialized %s in %.2f s", view.name, time.perf_counter() - started)
+    return built
 
 
 ANALYST_VIEWS = (

@@ -7,9 +7,12 @@
    reads (each ticket seen in ~8 consecutive frames, 3 % non-ticket codes, 0.5 % re-sent duplicates), one frame
    per read plus 10 % frames without code, one box-office outcome per entry.  Traffic follows an evening-peaked
    local-time profile in five time zones.
-2. Times every analyst view on DuckDB (full result; with ``--one-day`` also one cinema and one local day), as
-   ratios to a baseline measured in the same run: a plain ``GROUP BY cinema_id`` scan of ``reads``.  A query
-   running longer than ``--timeout`` is interrupted and reported as such (the run stays bounded).
+2. Times every analyst view on DuckDB, as ratios to a baseline measured in the same run: a plain
+   ``GROUP BY cinema_id`` scan of ``reads``.  First the shared views are materialized on one connection (each
+   build timed), then every view's full result is timed on it (``cached``; with ``--one-day`` also one cinema
+   and one local day); then every view on a NEW connection (``new conn``: what ``monuv-qr query VIEW`` pays,
+   materializing only the shared views it reads); with ``--live VIEW ...`` also without materialization.  A
+   query running longer than ``--timeout`` is interrupted and reported as such (the run stays bounded).
 3. Estimates the bytes Athena would scan for "one cinema, one local day": the columns each table scan projects
    (DuckDB's plan, a proxy for Trino's column pruning) times their compressed Parquet column-chunk sizes, over
    (a) every partition -- a view has no ``dt`` predicate, so Athena cannot prune -- and (b) the 24 hourly
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -36,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analytics.query import run_view
-from analytics.sql import ANALYST_VIEWS, open_lake
+from analytics.sql import ANALYST_VIEWS, load_views, materialize, open_lake, shared_views
 from stream.schema import TABLE, arrow_schema
 
 WORK = Path(__file__).resolve().parent / ".work"
@@ -291,6 +295,14 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=900, help="give up on a query after this many seconds")
     ap.add_argument("--one-day", action="store_true", help="also time each view filtered to one cinema and day")
     ap.add_argument("--no-timing", action="store_true", help="only the baseline and the Athena byte estimates")
+    ap.add_argument(
+        "--live",
+        nargs="*",
+        default=[],
+        choices=ANALYST_VIEWS,
+        metavar="VIEW",
+        help="also time these views without materialization (every view inlined; slow at 10 M)",
+    )
     ap.add_argument("--out", type=Path, help="write results as JSON here too")
     args = ap.parse_args()
     first = date(2026, 10, 1)
@@ -331,24 +343,46 @@ def main() -> int:
                 sizes[t][p].get(c, 0) for t, cols in plan for p in pruned if p in sizes[t] for c in cols
             ),
         }
+    results["load_before"] = os.getloadavg()[0]
+    results["builds"] = {}
+    for view in (v.name for v in load_views() if v.name in shared_views()) if not args.no_timing else ():
+        log(f"materialize {view} (once per connection)")
+        t = time.perf_counter()
+        materialize(con, [view])
+        results["builds"][view] = time.perf_counter() - t
     for view in ANALYST_VIEWS if not args.no_timing else ():
-        log(f"view {view}: full result")
-        full = timed(con, lambda v=view: con.sql(f"SELECT * FROM {v}").to_arrow_table(), args.repeat, args.timeout)
-        results["views"][view]["full_s"] = full
+        r = results["views"][view]
+        log(f"view {view}: full result, shared views already materialized")
+        r["warm_s"] = timed(con, lambda v=view: run_view(con, v), args.repeat, args.timeout)
         if args.one_day:
-            log(f"view {view}: one cinema, one local day")
-            one = timed(
-                con,
-                lambda v=view: run_view(con, v, date_from=day, date_to=day, cinema=cinema),
-                args.repeat,
-                args.timeout,
+            log(f"view {view}: one cinema, one local day, shared views already materialized")
+            r["one_day_s"] = timed(
+                con, lambda v=view: run_view(con, v, date_from=day, date_to=day, cinema=cinema), args.repeat, 600
             )
-            results["views"][view]["one_day_s"] = one
+    for view in ANALYST_VIEWS if not args.no_timing else ():
+        log(f"view {view}: full result on a new connection (materializes what it reads)")
+        fresh = open_lake(root)
+        results["views"][view]["cold_s"] = timed(fresh, lambda v=view, c=fresh: run_view(c, v), 1, args.timeout)
+        fresh.close()
+    for view in args.live:
+        log(f"view {view}: full result without materialization (every view inlined, as before)")
+        live = open_lake(root)
+        results["views"][view]["live_s"] = timed(
+            live, lambda v=view, c=live: run_view(c, v, cache=False), 1, args.timeout
+        )
+        live.close()
+    results["load_after"] = os.getloadavg()[0]
     print()
     print(f"DuckDB {n_reads:,} reads, {args.cinemas} cinemas, {args.days} days; {size / 1e6:,.0f} MB Parquet")
     print(f"baseline GROUP BY scan of reads: {base:.2f} s   (count(*): {count_star:.3f} s)")
+    print(f"load average (1 min): {results['load_before']:.1f} before timing, {results['load_after']:.1f} after")
     print(f"one cinema / one local day: {cinema} ({tz}) on {day}: {len(pruned)} hourly partitions of the lake")
     print()
+    if results["builds"]:
+        print("materialize once per connection:")
+        for view, secs_ in results["builds"].items():
+            print(f"  {view:<18}{secs_:>8.2f} s{secs_ / base:>7.1f} x base")
+        print()
 
     def secs(r: dict, key: str) -> str:
         if key not in r:
@@ -358,13 +392,13 @@ def main() -> int:
     def ratio(r: dict, key: str) -> str:
         return "-" if r.get(key) is None else f"{r[key] / base:.1f}"
 
-    print(f"{'view':<18}{'full s':>9}{'x base':>8}{'1 day s':>9}{'x base':>8}{'scans':>6}", end="")
-    print(f"{'Athena MB, view':>17}{'Athena MB, dt/hour':>20}{'ratio':>7}")
+    head = [("new conn s", "cold_s"), ("cached s", "warm_s"), ("1 day s", "one_day_s"), ("live s", "live_s")]
+    print(f"{'view':<18}" + "".join(f"{h:>11}{'x base':>8}" for h, _ in head), end="")
+    print(f"{'scans':>6}{'Athena MB, view':>17}{'Athena MB, dt/hour':>20}{'ratio':>7}")
     for view, r in results["views"].items():
         a, d = r["athena_bytes_no_pruning"], r["athena_bytes_day_partitions"]
-        print(f"{view:<18}{secs(r, 'full_s'):>9}{ratio(r, 'full_s'):>8}", end="")
-        print(f"{secs(r, 'one_day_s'):>9}{ratio(r, 'one_day_s'):>8}{r['scans']:>6}", end="")
-        print(f"{a / 1e6:>17.1f}{d / 1e6:>20.2f}{a / max(d, 1):>7.0f}")
+        print(f"{view:<18}" + "".join(f"{secs(r, k):>11}{ratio(r, k):>8}" for _, k in head), end="")
+        print(f"{r['scans']:>6}{a / 1e6:>17.1f}{d / 1e6:>20.2f}{a / max(d, 1):>7.0f}")
     print(f"\nAthena: ${ATHENA_USD_PER_TB}/TB scanned, at least 10 MB per query")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))

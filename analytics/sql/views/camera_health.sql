@@ -19,8 +19,8 @@ WITH frame_stats AS (
         count_if(outcome = 'ok') AS ok_frames,
         count_if(outcome = 'no_code') AS empty_frames,
         count_if(outcome = 'rejected') AS rejected_frames,
-        approx_percentile(CASE WHEN outcome <> 'rejected' THEN decode_ms END, 0.5) AS decode_ms_p50,
-        approx_percentile(CASE WHEN outcome <> 'rejected' THEN decode_ms END, 0.95) AS decode_ms_p95,
+        -- one digest for both percentiles (the same values as two calls, half the work)
+        approx_percentile(CASE WHEN outcome <> 'rejected' THEN decode_ms END, ARRAY[0.5, 0.95]) AS decode_ms_pct,
         max(local_at) AS last_frame_at,
         max(captured_at) AS last_frame_utc
     FROM frames_unique
@@ -81,8 +81,8 @@ filled AS (
         coalesce(s.empty_frames, 0) AS empty_frames,
         coalesce(s.rejected_frames, 0) AS rejected_frames,
         rl.rejects_by_reason,
-        s.decode_ms_p50,
-        s.decode_ms_p95,
+        s.decode_ms_pct[1] AS decode_ms_p50,
+        s.decode_ms_pct[2] AS decode_ms_p95,
         s.last_frame_at,
         max(s.last_frame_at) OVER (
             PARTITION BY g.camera_id ORDER BY g.local_day, g.local_hour ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
