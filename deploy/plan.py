@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -113,11 +114,32 @@ def render(run: ProgramRun) -> str:
     return "\n".join(lines)
 
 
+def _example_files(directory: Path) -> list[str]:
+    """Write an example camera registry and a placeholder jar under ``directory``; the matching --set items."""
+    from ingest.cameras import Registry
+
+    registry = Registry()
+    registry.add("rex-1-door", "REX", "1", "America/Sao_Paulo")
+    registry.add("rex-2-door", "REX", "2", "America/Sao_Paulo")
+    registry.save(directory / "cameras.json")
+    jar = directory / "spark-streaming-sql-kinesis-connector_2.12-1.4.0.jar"
+    jar.write_bytes(b"")
+    return [f"cameras={directory / 'cameras.json'}", f"kinesisConnectorJar={jar}"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", default="prod", help="stack whose Pulumi.<stack>.yaml to use (default: %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument(
+        "--example",
+        action="store_true",
+        help="stand in for the files a real deployment brings: a two-camera registry and an empty connector jar "
+        "(so a fresh checkout can be reviewed)",
+    )
     args = parser.parse_args(argv)
+    if args.example:
+        args.set = [*_example_files(Path(tempfile.mkdtemp(prefix="monuv-plan-"))), *args.set]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         config, secrets = stack_config(args.stack, args.set)

@@ -59,3 +59,12 @@ def test_plan_command_exits_2_naming_the_bad_key():
     )
     assert proc.returncode == 2
     assert "monuv-qr:streamMode" in proc.stderr
+
+
+def test_plan_example_needs_no_files_from_the_operator(capsys):
+    from deploy.plan import main
+
+    assert main(["--example"]) == 0
+    out = capsys.readouterr().out
+    assert "aws:apigateway/apiKey:ApiKey  monuv-qr-prod-ingest-key-rex-2-door" in out
+    assert 'camera_key_ids = {"rex-1-door"' in out
