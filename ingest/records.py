@@ -17,6 +17,11 @@ if TYPE_CHECKING:  # the forwarder uses this module without loading the decoder
     from ingest.decode import Code, DecodeResult
 
 
+def where(camera: Camera) -> dict[str, str]:
+    """The camera's place, as every record carries it (camera, cinema, room, time zone)."""
+    return {"camera_id": camera.camera_id, "cinema_id": camera.cinema_id, "room_id": camera.room_id, "tz": camera.tz}
+
+
 def build_read(code: Code, frame_id: str, camera: Camera, captured_at: datetime, received_at: datetime) -> Read:
     """The Read of one code: where, when, the payload, and its ticket fields (or why it is no ticket).
 
@@ -27,10 +32,7 @@ def build_read(code: Code, frame_id: str, camera: Camera, captured_at: datetime,
     return Read(
         read_id=read_id(frame_id, code.raw),
         frame_id=frame_id,
-        camera_id=camera.camera_id,
-        cinema_id=camera.cinema_id,
-        room_id=camera.room_id,
-        tz=camera.tz,
+        **where(camera),
         captured_at=captured_at,
         received_at=received_at,
         text=code.text,
@@ -61,10 +63,7 @@ def build_summary(
     """The FrameSummary of a decoded frame: outcome ``ok`` (codes found) or ``no_code``."""
     return FrameSummary(
         frame_id=frame_id,
-        camera_id=camera.camera_id,
-        cinema_id=camera.cinema_id,
-        room_id=camera.room_id,
-        tz=camera.tz,
+        **where(camera),
         captured_at=captured_at,
         received_at=received_at,
         image_bytes=image_bytes,
@@ -89,10 +88,7 @@ def build_rejected(
     """The FrameSummary of a frame whose image could not be decoded (``reason``: an error code)."""
     return FrameSummary(
         frame_id=frame_id,
-        camera_id=camera.camera_id,
-        cinema_id=camera.cinema_id,
-        room_id=camera.room_id,
-        tz=camera.tz,
+        **where(camera),
         captured_at=captured_at,
         received_at=received_at,
         image_bytes=image_bytes,
