@@ -61,6 +61,8 @@ class ServeOptions:
     box_office_token: str = ""
     etl_batch_seconds: float = 2.0
     max_in_flight: int = 0  # 0 = 8 per worker
+    stream_retention_s: float = 60.0
+    """How often stream entries already in the lake are deleted; 0 keeps the whole stream (for inspection)."""
 
     @property
     def registry_path(self) -> Path:
@@ -209,6 +211,8 @@ class LocalPipeline:
         self._configure_forwarder()
         self._spawn(self.etl.run, self._stop, name="etl")
         self._spawn(self._forward_loop, name="forwarder")
+        if self.opts.stream_retention_s > 0:
+            self._spawn(self._retention_loop, name="retention")
         self.server = CameraApiServer(
             (self.opts.host, self.opts.port), self.invoke, self.registry.authenticate, self.health
         )
@@ -216,6 +220,19 @@ class LocalPipeline:
         self.server.daemon_threads = False
         self.server.start()
         log.info("camera API listening on %s (data in %s)", self.server.url, data)
+
+    def _retention_loop(self) -> None:
+        """Delete stream entries the ETL has committed to the lake (Kinesis' retention, locally)."""
+        from etl.local import CONSUMER
+
+        while not self._stop.wait(self.opts.stream_retention_s):
+            try:
+                assert self.store is not None
+                trimmed = self.store.trim(self.store.checkpoint(CONSUMER).seq)
+                if trimmed:
+                    log.debug("trimmed %d stream entries already in the lake", trimmed)
+            except Exception as e:  # a busy database: try again next round, report in /health
+                self.forwarded["last_error"] = f"stream retention: {e}"
 
     def _spawn(self, target, *args, name: str) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -37,6 +37,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_: str) -> None:
         default=os.environ.get("BOX_OFFICE_URL", ""),
         help="box-office endpoint; empty: outcomes are recorded as not_configured",
     )
+    p.add_argument(
+        "--stream-retention",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="every SECONDS, delete stream entries already written to the lake (default: %(default)s; "
+        "0 keeps the whole stream)",
+    )
     p.add_argument("--quiet", action="store_true", help="no status line")
     p.set_defaults(func=run)
 
@@ -54,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         box_office_url=args.box_office_url,
         box_office_token=os.environ.get("BOX_OFFICE_TOKEN", ""),
+        stream_retention_s=max(0.0, args.stream_retention),
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

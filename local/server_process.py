@@ -27,6 +27,7 @@ class ServerProcess:
         self.log_dir = data.parent / f"{data.name}-logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.cmd = [sys.executable, "-m", "local.cli", "serve", "--data", str(data), "--port", str(port), "--quiet"]
+        self.cmd += ["--stream-retention", "0"]  # keep the stream: tests compare it with the lake
         if workers:
             self.cmd += ["--workers", str(workers)]
         self.cmd += list(args)
