@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
@@ -70,21 +70,6 @@ class EtlStatus:
         return asdict(self)
 
 
-@dataclass
-class _Counters:
-    batches: int = 0
-    records_in: int = 0
-    rows: int = 0
-    quarantined: int = 0
-    duplicates: int = 0
-    files: int = 0
-    compacted: int = 0
-    last_batch_at: str | None = None
-    last_error: str | None = None
-    running: bool = False
-    extra: dict = field(default_factory=dict)
-
-
 class LocalEtl:
     """Consumes the local stream from its checkpoint and writes the lake under ``root``.
 
@@ -124,7 +109,7 @@ class LocalEtl:
         self.grace = grace
         self.compact_every_s = compact_every_s
         self.fault = fault
-        self._c = _Counters()
+        self._c = EtlStatus()  # the counters; status() adds the stream positions
         self._recovered = False
         self._last_compact = 0.0
 
@@ -163,7 +148,7 @@ class LocalEtl:
         """Compact closed partitions (only files of committed batches)."""
         committed = self.store.checkpoint(self.consumer).seq
         res = compact.compact(self.root, committed, now=now, grace=self.grace, fault=self.fault)
-        self._c.compacted += res.files_in
+        self._c.files_compacted += res.files_in
         return res
 
     def run(self, stop_event: threading.Event) -> None:
@@ -204,22 +189,12 @@ class LocalEtl:
             nxt = self.store.read(cp.seq, 1)
             if nxt:
                 lag_s = max(0.0, time.time() - nxt[0].arrived_at)
-        c = self._c
-        return EtlStatus(
+        return replace(
+            self._c,
             committed_seq=cp.seq,
             head_seq=head,
             lag_records=max(0, head - cp.seq),
             lag_seconds=round(lag_s, 3),
-            batches=c.batches,
-            records_in=c.records_in,
-            rows_written=c.rows,
-            quarantined=c.quarantined,
-            duplicates=c.duplicates,
-            files_written=c.files,
-            files_compacted=c.compacted,
-            last_batch_at=c.last_batch_at,
-            last_error=c.last_error,
-            running=c.running,
         )
 
     # ------------------------------------------------------------------ internals
@@ -259,10 +234,10 @@ class LocalEtl:
         c = self._c
         c.batches += 1
         c.records_in += len(rows)
-        c.rows += batch.row_count
+        c.rows_written += batch.row_count
         c.quarantined += len(batch.quarantine)
         c.duplicates += batch.duplicates
-        c.files += files
+        c.files_written += files
         c.last_batch_at = lake_at.isoformat()
         if batch.quarantine:
             log.warning("batch %d..%d: %d records quarantined", after + 1, upto, len(batch.quarantine))
