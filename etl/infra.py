@@ -3,7 +3,7 @@
 * Assets bucket (private, KMS, TLS-only): ``scripts/`` (``etl/job.py``, content-addressed), ``libs/`` (a
   deterministic zip of the ``stream`` and ``etl`` packages for ``--extra-py-files``), ``jars/`` (the Kinesis
   connector jar, see ``etl/job.py``), ``checkpoints/`` (Spark streaming state) and ``tmp/`` (expires).
-* Job: ``gluestreaming``, Glue version from ``etl.job.GLUE_VERSION``, arguments named by ``etl.settings``,
+* Job: ``gluestreaming``, Glue version from ``etl.settings.GLUE_VERSION``, arguments named by ``etl.settings``,
   one concurrent run.  Creating a job does not start it: a SCHEDULED trigger with ``start_on_creation``
   starts it at deploy and re-tries every period -- while a run is active the start is refused
   (``max_concurrent_runs`` = 1), once the run has stopped or failed the next tick restarts it from its
@@ -23,7 +23,7 @@ from deploy.archive import iter_tree, sha256_files, write_zip
 from deploy.buckets import LifecycleRule, SecureBucket, SecureBucketArgs
 from deploy.iam import WILDCARD_SID_PREFIX, allow, kms_statement, service_role
 from etl import settings as job_args
-from etl.job import GLUE_VERSION, KINESIS_CONNECTOR_JAR
+from etl.settings import GLUE_VERSION, KINESIS_CONNECTOR_JAR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_SCRIPT = REPO_ROOT / "etl" / "job.py"

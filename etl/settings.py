@@ -16,4 +16,12 @@ WINDOW_SECONDS = "window_seconds"
 STARTING_POSITION = "starting_position"
 """TRIM_HORIZON (default) or LATEST, used only when no checkpoint exists yet."""
 
+GLUE_VERSION = "5.0"
+"""Glue runtime of the streaming job (Spark 3.5.4, Python 3.11, Java 17)."""
+
+KINESIS_CONNECTOR_JAR = "spark-streaming-sql-kinesis-connector_2.12-1.4.0.jar"
+"""File name of the connector jar that ``etl/infra.py`` uploads and passes with ``--extra-jars``
+(Maven ``org.apache.spark:spark-streaming-sql-kinesis-connector_2.12:1.4.0``, built against Spark 3.5.1;
+the Scala 2.12 build must be used on Glue 5.0 -- unverified without AWS)."""
+
 JOB_ARGUMENTS = (STREAM_ARN, LAKE_PATH, QUARANTINE_PATH, CHECKPOINT_PATH, WINDOW_SECONDS, STARTING_POSITION)
