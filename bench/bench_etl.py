@@ -225,7 +225,7 @@ def phase_spark(db: Path, lake: Path, n: int) -> dict:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.memory", "2g")
+        .config("spark.driver.memory", "8g")  # 1M source rows are built on the driver
         .config("spark.sql.shuffle.partitions", "4")
         .getOrCreate()
     )
