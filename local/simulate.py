@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -129,10 +129,3 @@ def build(evening: date, seed: int = 7, tickets_per_session: int = 24, dedup_win
         sc.room_entries[(cinema, room, local.date().isoformat(), local.hour)] += 1
     frames.sort(key=lambda f: (f.captured_at, f.camera_id))
     return sc
-
-
-def expected_frames_by_camera(sc: Scenario) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for f in sc.frames:
-        out[f.camera_id] += 1
-    return dict(out)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -439,12 +439,6 @@ def from_bytes(data: bytes) -> Record:
     except orjson.JSONDecodeError as e:
         raise RecordError("<record>", f"not UTF-8 JSON: {e}") from None
     return from_json_dict(obj)
-
-
-def iter_from_bytes(blobs: Iterable[bytes]) -> Iterable[Record]:
-    """Decode many wire records lazily; raises on the first bad one (see :func:`from_bytes`)."""
-    for b in blobs:
-        yield from_bytes(b)
 
 
 # --------------------------------------------------------------------------------------------

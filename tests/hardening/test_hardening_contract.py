@@ -37,9 +37,7 @@ def pipeline(cameras, tmp_path_factory) -> Iterator[LocalPipeline]:
     saved = {k: os.environ.get(k) for k in _ENV}
     data = tmp_path_factory.mktemp("contract-data")
     pipe = LocalPipeline(
-        ServeOptions(
-            data=data, port=0, cameras=cameras.path, workers=1, etl_batch_seconds=0.2, stream_retention_s=0
-        )
+        ServeOptions(data=data, port=0, cameras=cameras.path, workers=1, etl_batch_seconds=0.2, stream_retention_s=0)
     ).start()
     try:
         yield pipe
