@@ -224,6 +224,7 @@ class IngestApi(pulumi.ComponentResource):
             env.BOX_OFFICE_QUEUE_URL: a.queue_url,
             env.CAMERA_REGISTRY: REGISTRY_SETTING,
             env.KINESIS_AGGREGATION: "true" if a.kinesis_aggregation else "false",
+            env.LOGGER_SAMPLE_RATE: env.DECODER_LOG_SAMPLE_RATE,
         }
         return self._function(
             "decoder",

@@ -34,6 +34,11 @@ BOX_OFFICE_TOKEN = "BOX_OFFICE_TOKEN"
 BOX_OFFICE_TIMEOUT_SECONDS = "BOX_OFFICE_TIMEOUT_SECONDS"
 """Forwarder: HTTP timeout per box-office call."""
 
+LOGGER_SAMPLE_RATE = "POWERTOOLS_LOGGER_SAMPLE_RATE"
+"""Powertools: share of invocations logged at DEBUG -- for the decoder, the per-request summary of clean
+uploads (uploads with a rejected frame are always logged at INFO)."""
+DECODER_LOG_SAMPLE_RATE = "0.01"
+"""Value the infra sets for :data:`LOGGER_SAMPLE_RATE` on the decoder: 1 request in 100 logs its summary."""
 
 METRICS_NAMESPACE = "MonuvQR"
 """CloudWatch namespace of the EMF metrics of both ingest Lambdas (alarms in the infra use it)."""

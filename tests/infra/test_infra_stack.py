@@ -71,6 +71,7 @@ def test_decoder_gets_stream_queue_and_registry_from_the_stack(stack):
     assert variables[env.BOX_OFFICE_QUEUE_URL] == queue.state["url"]
     assert variables[env.CAMERA_REGISTRY] == "file:///var/task/camera_registry.json"
     assert variables[env.KINESIS_AGGREGATION] == "false"
+    assert float(variables[env.LOGGER_SAMPLE_RATE]) == 0.01  # clean uploads: 1 summary line in 100 requests
     assert decoder.inputs["handler"] == "ingest.handler.handler"
     assert decoder.inputs["runtime"] == "python3.12"
     assert decoder.inputs["reservedConcurrentExecutions"] == 100

@@ -128,7 +128,7 @@ def test_unexpected_errors_are_500_with_a_json_body(wired, monkeypatch):
 
 @pytest.fixture
 def log_lines():
-    """The Powertools logger's JSON lines, captured with its own formatter."""
+    """The Powertools logger's JSON lines, captured with its own formatter (level INFO unless a test sets it)."""
     buf = io.StringIO()
     h = logging.StreamHandler(buf)
     h.setFormatter(ingest_handler.logger.registered_formatter)
@@ -141,7 +141,12 @@ def log_lines():
     inner.setLevel(old)
 
 
+def _logs(buf: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in buf.getvalue().splitlines()]
+
+
 def test_logs_carry_the_correlation_id_and_never_the_ticket_or_key(wired, log_lines):
+    ingest_handler.logger._logger.setLevel(logging.DEBUG)  # the per-request summary of a clean upload is DEBUG
     call(load("upload_binary_jpeg"))
     call(load("missing_key"))
     out = log_lines.getvalue()
@@ -152,6 +157,24 @@ def test_logs_carry_the_correlation_id_and_never_the_ticket_or_key(wired, log_li
     assert "camera_id" not in logs[1]  # per-request keys do not leak into the next request
     for secret in ("T000123", TICKET_1, "mq_redacted-in-fixture", "ck_rex1door00001"):
         assert secret not in out
+
+
+def test_at_info_level_only_uploads_with_a_rejected_frame_log_their_summary(wired, log_lines):
+    call(load("upload_binary_jpeg"))
+    call(load("upload_binary_no_code"))
+    assert _logs(log_lines) == []  # clean uploads: counted by the metrics, no log line each
+    call(load("upload_batch"))  # one of its frames is a truncated JPEG
+    (entry,) = _logs(log_lines)
+    assert (entry["level"], entry["message"]) == ("INFO", "upload processed")
+    assert entry["outcomes"] == ["ok", "no_code", "rejected"]
+
+
+def test_wrong_method_or_path_is_a_404_naming_the_endpoint(wired):
+    event = load("upload_binary_jpeg")
+    event["httpMethod"] = "GET"
+    status, body, _ = call(event)
+    assert status == 404 and body["error"]["code"] == "not_found"
+    assert "GET /upload" in body["error"]["reason"] and "POST images to /upload" in body["error"]["reason"]
 
 
 def test_emf_metrics_count_frames_reads_and_rejects_by_reason(wired, capsys, monkeypatch):
