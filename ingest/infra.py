@@ -24,14 +24,11 @@ import pulumi_aws as aws
 from deploy.iam import allow, kms_statement, log_statements, service_role, xray_statement
 from ingest import settings as env
 from ingest.cameras import Registry
-from ingest.errors import BadImage
+from ingest.infra_alarms import dashboard_widgets, ingest_alarms
 from ingest.request import RAW_MEDIA_TYPES
-from monitoring.infra import metric_alarm
 
 DECODER_HANDLER = "ingest.handler.handler"
 FORWARDER_HANDLER = "ingest.forwarder.handler"
-DECODER_SERVICE = "monuv-qr-ingest"
-"""Powertools service name of the decoder (the ``service`` dimension of its EMF metrics)."""
 REGISTRY_FILE = "camera_registry.json"
 REGISTRY_SETTING = f"file:///var/task/{REGISTRY_FILE}"
 """Where the zip-deployed function finds the registry (``/var/task`` is the Lambda task root)."""
@@ -53,17 +50,6 @@ ACCESS_LOG_FORMAT = json.dumps(
     },
     separators=(",", ":"),
 )
-
-
-def decode_reject_codes() -> list[str]:
-    """Error codes of undecodable images (the BadImage family): the numerator of the reject-rate alarm."""
-    codes: set[str] = set()
-    todo: list[type] = [BadImage]
-    while todo:
-        cls = todo.pop()
-        codes.add(cls.code)
-        todo.extend(cls.__subclasses__())
-    return sorted(codes)
 
 
 def deployed_registry(registry: Registry, aws_key_ids: dict[str, str]) -> str:
@@ -145,7 +131,9 @@ class IngestApi(pulumi.ComponentResource):
         self.forwarder = self._forwarder()
         self.stage = self._api()
         self.api_url = pulumi.Output.concat(self.stage.invoke_url, "/", UPLOAD_PATH_PART)
-        self.alarms = self._alarms()
+        self.alarms = ingest_alarms(
+            name, self, args, decoder=self.decoder, forwarder=self.forwarder, api=self.api, stage=self.stage
+        )
         self.register_outputs({"api_url": self.api_url, "camera_key_ids": self.camera_key_ids})
 
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
@@ -417,121 +405,6 @@ class IngestApi(pulumi.ComponentResource):
         )
         return aws.apigateway.Account(f"{self._name}-apigw-account", cloudwatch_role_arn=role.arn, opts=self._child())
 
-    # -- alarms --------------------------------------------------------------------------------------
-    def _alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
-        a, name = self._args, self._name
-        common = {"parent": self, "topic_arn": a.alarm_topic_arn}
-        decoder = {"FunctionName": self.decoder.name}
-        api = {"ApiName": self.api.name, "Stage": self.stage.stage_name}
-        reject_metrics = [
-            {
-                "id": f"r{i}",
-                "return_data": False,
-                "metric": {
-                    "namespace": env.METRICS_NAMESPACE,
-                    "metric_name": "Rejects",
-                    "dimensions": {"reason": code},
-                    "stat": "Sum",
-                    "period": 300,
-                },
-            }
-            for i, code in enumerate(decode_reject_codes())
-        ]
-        requests = {
-            "id": "requests",
-            "return_data": False,
-            "metric": {
-                "namespace": env.METRICS_NAMESPACE,
-                "metric_name": "Requests",
-                "dimensions": {"service": DECODER_SERVICE},
-                "stat": "Sum",
-                "period": 300,
-            },
-        }
-        rejected = "+".join(f"FILL(r{i}, 0)" for i in range(len(reject_metrics)))
-        rate = {
-            "id": "reject_rate",
-            "return_data": True,
-            "label": "decode rejects (%)",
-            "expression": f"IF(requests > 0, 100 * ({rejected}) / requests, 0)",
-        }
-        return [
-            metric_alarm(
-                f"{name}-decoder-errors",
-                description="Decoder Lambda: errors (unhandled exceptions)",
-                namespace="AWS/Lambda",
-                metric_name="Errors",
-                dimensions=decoder,
-                threshold=0,
-                **common,
-            ),
-            metric_alarm(
-                f"{name}-decoder-throttles",
-                description="Decoder Lambda: throttled (reserved concurrency)",
-                namespace="AWS/Lambda",
-                metric_name="Throttles",
-                dimensions=decoder,
-                threshold=0,
-                **common,
-            ),
-            metric_alarm(
-                f"{name}-decoder-p99",
-                description="Decoder Lambda: p99 duration (ms)",
-                namespace="AWS/Lambda",
-                metric_name="Duration",
-                dimensions=decoder,
-                extended_statistic="p99",
-                threshold=a.alarm_decoder_p99_ms,
-                evaluation_periods=3,
-                **common,
-            ),
-            metric_alarm(
-                f"{name}-forwarder-errors",
-                description="Forwarder Lambda: errors (box office unreachable?)",
-                namespace="AWS/Lambda",
-                metric_name="Errors",
-                dimensions={"FunctionName": self.forwarder.name},
-                threshold=0,
-                **common,
-            ),
-            metric_alarm(
-                f"{name}-api-5xx",
-                description="API: 5XX response rate (fraction of requests)",
-                namespace="AWS/ApiGateway",
-                metric_name="5XXError",
-                dimensions=api,
-                statistic="Average",
-                threshold=a.alarm_api_5xx_percent / 100,
-                evaluation_periods=2,
-                **common,
-            ),
-            metric_alarm(
-                f"{name}-api-latency",
-                description="API: p99 latency (ms)",
-                namespace="AWS/ApiGateway",
-                metric_name="Latency",
-                dimensions=api,
-                extended_statistic="p99",
-                threshold=a.alarm_api_latency_p99_ms,
-                evaluation_periods=3,
-                **common,
-            ),
-            metric_alarm(
-                f"{name}-decode-rejects",
-                description="Decoder: rejected images (% of requests, EMF)",
-                metric_queries=[*reject_metrics, requests, rate],
-                threshold=a.alarm_reject_percent,
-                evaluation_periods=3,
-                **common,
-            ),
-        ]
-
     def dashboard_widgets(self) -> list[dict]:
         """Graphs of the decoder's EMF traffic metrics (no alarm of their own)."""
-        series = [
-            [env.METRICS_NAMESPACE, m, "service", DECODER_SERVICE]
-            for m in ("Requests", "Frames", "Reads", "EmptyFrames")
-        ]
-        return [
-            {"title": "Decoder traffic (EMF)", "metrics": series, "stat": "Sum", "period": 300, "view": "timeSeries"}
-        ]
+        return dashboard_widgets()

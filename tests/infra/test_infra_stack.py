@@ -92,7 +92,8 @@ def test_decoder_package_carries_the_registry_with_api_gateway_key_ids(stack):
 
 def test_handler_strings_match_the_lambda_modules():
     from ingest import forwarder, handler
-    from ingest.infra import DECODER_HANDLER, DECODER_SERVICE, FORWARDER_HANDLER
+    from ingest.infra import DECODER_HANDLER, FORWARDER_HANDLER
+    from ingest.infra_alarms import DECODER_SERVICE
 
     assert DECODER_HANDLER == handler.HANDLER
     assert FORWARDER_HANDLER == forwarder.HANDLER
