@@ -53,8 +53,8 @@ RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "urllib3", "pyt
 """Distributions the Lambda Python runtime already has; not bundled (requirements on them are satisfied)."""
 
 SOURCE_PACKAGES = ("ingest", "stream")
-EXCLUDED_SOURCES = ("infra.py",)
-"""Deploy-time modules that import pulumi; the Lambdas never import them."""
+EXCLUDED_SOURCES = "infra*.py"
+"""Pulumi modules of a package (``infra.py``, ``infra_alarms.py``): deploy-time code the Lambdas never import."""
 
 SUPPORTED_RUNTIMES = {"python3.12": ("3.12", 34), "python3.13": ("3.13", 34)}
 """Lambda runtime -> (Python version, glibc minor of its OS: Amazon Linux 2023 has glibc 2.34)."""
@@ -103,7 +103,8 @@ class PackageSpec:
         """(archive name, path) of the bundled source files."""
         out = []
         for pkg in self.packages:
-            out.extend(iter_tree(self.root / pkg, prefix=pkg, skip_names=EXCLUDED_SOURCES))
+            skip = [p.name for p in (self.root / pkg).glob(EXCLUDED_SOURCES)]
+            out.extend(iter_tree(self.root / pkg, prefix=pkg, skip_names=skip))
         return out
 
     @property
