@@ -4,7 +4,8 @@ One batch, step by step (a crash may happen between any two):
 
 1. read entries ``(after, upto]`` from the stream (``after`` = the committed checkpoint);
 2. record the intent ``pending_to = upto`` in the checkpoint row (``SqliteStore.begin_batch``);
-3. run ``etl.transforms.transform`` and write one file per table and partition named after the range,
+3. run the transform (``etl.columnar``: the output of ``etl.transforms.transform``, vectorised) and write
+   one file per table and partition named after the range,
    ``s-<after+1>-<upto>.parquet``, each atomically and durably (``etl.writer.write_atomic``);
 4. commit the checkpoint ``seq = upto`` and clear the intent in one SQLite transaction.
 
@@ -31,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
 
-from etl import compact, transforms, writer
+from etl import columnar, compact, writer
 from etl.transforms import QUARANTINE_TABLE, Entry
 from stream import schema
 from stream.sqlite import SqliteStore, StreamRow
@@ -210,17 +211,17 @@ class LocalEtl:
         return bool(oldest) and time.time() - oldest[0].arrived_at >= self.batch_seconds
 
     def _write_batch(self, after: int, upto: int, rows: Sequence[StreamRow]) -> None:
-        entries = [
-            Entry(r.data, r.partition_key, datetime.fromtimestamp(r.arrived_at, UTC), f"seq={r.seq}") for r in rows
-        ]
-        batch = transforms.transform(entries)
+        def entry_at(i: int) -> Entry:  # only for records that need the per-record path or quarantine
+            r = rows[i]
+            return Entry(r.data, r.partition_key, datetime.fromtimestamp(r.arrived_at, UTC), f"seq={r.seq}")
+
+        batch = columnar.transform([r.data for r in rows], entry_at)
         lake_at = schema.now_utc()
         name = compact.file_name(after + 1, upto)
         files = 0
-        for kind, parsed in batch.records.items():
+        for kind in schema.KINDS:
             table = schema.TABLE[kind]
-            for (dt, hour), group in groupby(parsed, key=lambda p: (p.dt, p.hour)):
-                tbl = writer.record_table(kind, list(group), lake_at)
+            for dt, hour, tbl in batch.lake_tables(kind, lake_at):
                 writer.write_atomic(tbl, writer.partition_dir(self.root, table, dt, hour) / name, self.fault)
                 files += 1
         quarantine = sorted(batch.quarantine, key=lambda q: q.partition)

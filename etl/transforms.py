@@ -64,7 +64,8 @@ STAGES = ("deaggregate", "decode", "validate", "event_time")
 """``stage`` values: the entry was a corrupt KPL aggregate / the bytes were not a JSON object /
 a field broke the contract / ``captured_at`` is implausible (see :data:`FUTURE_TOLERANCE`)."""
 
-_SERVER_TIME = {"read": "received_at", "frame": "received_at", "box_office": "decided_at"}
+SERVER_TIME = {"read": "received_at", "frame": "received_at", "box_office": "decided_at"}
+"""The server-clock field of each kind: the event-time check and the de-duplication order use it."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Parsed:
     @property
     def order_key(self) -> tuple[datetime, bytes]:
         """De-duplication order: server time of the record, then its bytes (smaller wins)."""
-        return getattr(self.record, _SERVER_TIME[self.kind]), self.data
+        return getattr(self.record, SERVER_TIME[self.kind]), self.data
 
 
 @dataclass(frozen=True)
@@ -172,13 +173,13 @@ def parse_record(data: bytes, partition_key: str, arrived_at: datetime, source: 
     kind = record.kind
     rid = record.record_id
     captured = record.captured_at
-    server = getattr(record, _SERVER_TIME[kind])
+    server = getattr(record, SERVER_TIME[kind])
     if captured - server > FUTURE_TOLERANCE:
-        reason = f"captured_at {schema.format_ts(captured)} is {_secs(captured - server)} ahead of {_SERVER_TIME[kind]}"
+        reason = f"captured_at {schema.format_ts(captured)} is {_secs(captured - server)} ahead of {SERVER_TIME[kind]}"
         reason += f" (tolerance {_secs(FUTURE_TOLERANCE)}): camera clock ahead"
         return Quarantined(data, reason, "event_time", source, partition_key, arrived_at, kind, rid)
     if server - captured > MAX_LATENESS:
-        reason = f"captured_at {schema.format_ts(captured)} is {_secs(server - captured)} before {_SERVER_TIME[kind]}"
+        reason = f"captured_at {schema.format_ts(captured)} is {_secs(server - captured)} before {SERVER_TIME[kind]}"
         reason += f" (limit {_secs(MAX_LATENESS)}): camera clock reset?"
         return Quarantined(data, reason, "event_time", source, partition_key, arrived_at, kind, rid)
     dt, hour = schema.partition_values(captured)
@@ -195,11 +196,11 @@ def _salvage(data: bytes) -> tuple[str | None, str | None]:
 
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return None, None
     if not isinstance(obj, dict):
         return None, None
-    kind = obj.get("kind") if obj.get("kind") in schema.ID_FIELD else None
+    kind = obj.get("kind") if type(obj.get("kind")) is str and obj["kind"] in schema.ID_FIELD else None
     rid = obj.get(schema.ID_FIELD[kind]) if kind else None
     return kind, rid if isinstance(rid, str) else None
 

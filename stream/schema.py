@@ -81,6 +81,10 @@ class Field:
 TYPES = ("string", "int", "bigint", "double", "boolean", "timestamp", "binary", "corners")
 """Logical types.  ``timestamp`` is UTC with microseconds; ``corners`` is 4 (x, y) integer points."""
 
+INT_RANGES = {"int": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1), "corners": (-(2**31), 2**31 - 1)}
+"""Inclusive value range of the integer types (Arrow/Parquet/Athena ``int`` is 32-bit, ``bigint`` 64-bit;
+corner coordinates are ``int``).  A value outside fails validation: it could not be written to the lake."""
+
 _COMMON = (
     Field("schema_version", "int", False, "contract version that wrote the record"),
     Field("kind", "string", False, "read | frame | box_office"),
@@ -369,15 +373,21 @@ def _field_decoder(f: Field) -> Decoder:
                 raise RecordError(name, "expected 4 [x, y] integer pairs") from None
             if len(pts) != 4:
                 raise RecordError(name, f"expected 4 points, got {len(pts)}")
+            if not all(lo <= c <= hi for pt in pts for c in pt):
+                raise RecordError(name, f"a coordinate is outside the int range {lo}..{hi}")
             return pts
         if t == "double" and type(v) in (int, float):
             return float(v)
         return bad(v)
 
     exact = {"string": str, "int": int, "bigint": int, "boolean": bool}.get(t)
+    lo, hi = INT_RANGES.get(t, (0, 0))
+    ranged = t in ("int", "bigint")
 
     def decode(v: Any) -> Any:
         if exact is not None and type(v) is exact:  # the common case, and no bool passes as int
+            if ranged and not lo <= v <= hi:
+                raise RecordError(name, f"{v} is outside the {t} range {lo}..{hi}")
             return v
         if v is None:
             return missing()
