@@ -1,15 +1,17 @@
 """Benchmark: the local server's sustained frames/s versus raw ``decode_frame`` on the same cores.
 
-Run:  .venv/bin/python bench/bench_serve.py [--seconds 20] [--concurrency 4] [--workers N]
+Run:  .venv/bin/python bench/bench_serve.py [--seconds 20] [--concurrency 8] [--server-workers N]
 Soak: .venv/bin/python bench/bench_serve.py --minutes 10      (RSS over time; not run in CI)
 
 Loopback only, bounded in time.  Steps, all in one run:
 
 1. render a frame set (960x540 JPEGs: 70 % one ticket, 10 % two, 20 % no code);
-2. baseline: a pool of ``--workers`` processes running ``decode_frame`` on those frames (frames/s);
+2. baseline: a pool of ``--workers`` processes running ``decode_frame`` on those frames (frames/s, and
+   the pool's CPU ms per frame);
 3. ``monuv-qr serve`` in a child process; the load generator (``local.loadgen``) in a *second*
    child process posts unique raw-JPEG frames over ``--concurrency`` keep-alive connections for
-   ``--seconds``: sustained frames/s, request latency p50/p99, server RSS (server + workers);
+   ``--seconds``: sustained frames/s, request latency p50/p99, server RSS (server + workers), and CPU
+   ms per frame of the server's main process, of each worker and of the load generator;
 4. waits until ``/health`` shows the lake caught up, then checks every acknowledged frame is in
    ``frames_unique`` exactly once and measures freshness = ``lake_at - received_at`` (upload ->
    queryable in a view) p50/p99 over all frames;
@@ -17,7 +19,9 @@ Loopback only, bounded in time.  Steps, all in one run:
 6. with ``--minutes M``: an open-loop run at ``--soak-rate`` (default 70 % of the measured capacity)
    for M minutes, sampling RSS every 10 s, and compares the RSS of the last fifth with the second.
 
-Figures are printed as ratios against the baseline measured in the same run.
+Figures are printed as ratios against the baseline measured in the same run; the CPU-bound ratio
+(raw CPU per frame / server + load generator CPU per frame) is what the throughput ratio would be on
+otherwise idle cores (a shared machine makes the wall-clock ratio depend on the other jobs).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -65,8 +70,13 @@ def _decode_many(idx: list[int]) -> int:
     return len(idx)
 
 
-def raw_decode_fps(frame_dir: Path, workers: int, seconds: float) -> float:
-    """Frames/s of ``decode_frame`` alone in a pool of ``workers`` processes (frames pre-loaded in each)."""
+def raw_decode_fps(frame_dir: Path, workers: int, seconds: float) -> tuple[float, float]:
+    """``decode_frame`` alone in a pool of ``workers`` processes (frames pre-loaded in each).
+
+    Returns frames/s and the pool's CPU milliseconds per frame (user + system, from the processes'
+    resource usage once they have exited).
+    """
+    cpu0 = children_cpu()
     with ProcessPoolExecutor(workers, initializer=_load, initargs=(str(frame_dir),)) as pool:
         list(pool.map(_decode_many, [[0]] * workers))  # start and warm every worker
         done, i, t0 = 0, 0, time.monotonic()
@@ -81,7 +91,8 @@ def raw_decode_fps(frame_dir: Path, workers: int, seconds: float) -> float:
             for f in finished:
                 done += f.result()
             pending -= finished
-        return done / (time.monotonic() - t0)
+        fps = done / (time.monotonic() - t0)
+    return fps, (children_cpu() - cpu0) * 1000 / max(1, done + workers)
 
 
 # ------------------------------------------------------------------------------------------- server run
@@ -92,6 +103,28 @@ def sample_rss(server: ServerProcess, stop: threading.Event, every_s: float, out
     while not stop.is_set():
         out.append((time.monotonic() - t0, server.rss_bytes()))
         stop.wait(every_s)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux ``/proc/<pid>/stat``), seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(server: ServerProcess) -> dict[str, float]:
+    """CPU seconds so far of the server's main process and of each worker process (by pid)."""
+    from local.server_process import child_pids
+
+    return {"main": cpu_seconds(server.pid), **{f"worker {c}": cpu_seconds(c) for c in child_pids(server.pid)}}
+
+
+def children_cpu() -> float:
+    """CPU seconds of every finished child process of this one so far (user + system)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def run_loadgen(url: str, keys_file: Path, frame_dir: Path, out: Path, **opts: object) -> dict:
@@ -153,8 +186,8 @@ def main() -> int:
     render_frameset(frame_dir, CAMERAS, n=args.frames, processes=args.workers)
 
     say(f"[2/5] baseline: decode_frame in {args.workers} processes for {args.seconds:.0f} s ...")
-    raw1 = raw_decode_fps(frame_dir, args.workers, args.seconds)
-    say(f"      {raw1:.1f} frames/s")
+    raw1, raw_cpu1 = raw_decode_fps(frame_dir, args.workers, args.seconds)
+    say(f"      {raw1:.1f} frames/s, {raw_cpu1:.2f} ms CPU per frame")
 
     say(
         f"[3/5] monuv-qr serve --workers {args.server_workers or 'default'}; load generator (second process), "
@@ -166,10 +199,16 @@ def main() -> int:
     sampler = threading.Thread(target=sample_rss, args=(server, stop, 1.0, rss), daemon=True)
     sampler.start()
     try:
+        cpu0 = server_cpu(server)
         load = run_loadgen(
             server.url, keys_file, frame_dir, tmp / "load.json", concurrency=args.concurrency, seconds=args.seconds
         )
+        cpu1 = server_cpu(server)
         s = load["summary"]
+        n = max(1, s["requests"])
+        cpu_ms = {k: (cpu1[k] - cpu0.get(k, 0.0)) * 1000 / n for k in cpu1}
+        cpu_ms = {k: round(v, 2) for k, v in cpu_ms.items() if v >= 0.01}  # (the spawn resource tracker idles)
+        cpu_ms["load generator"] = s["client_cpu_ms_per_request"]
         say(f"      {json.dumps(s)}")
         say("[4/5] waiting for the lake, then checking it ...")
         health = server.wait_lake_caught_up(120)
@@ -210,15 +249,15 @@ def main() -> int:
     say(f"      server stopped (exit {code})")
 
     say(f"[5/5] baseline again for {args.seconds:.0f} s ...")
-    raw2 = raw_decode_fps(frame_dir, args.workers, args.seconds)
-    say(f"      {raw2:.1f} frames/s")
+    raw2, raw_cpu2 = raw_decode_fps(frame_dir, args.workers, args.seconds)
+    say(f"      {raw2:.1f} frames/s, {raw_cpu2:.2f} ms CPU per frame")
 
     raw = (raw1 + raw2) / 2
     rss_mb = [b / 1e6 for _t, b in rss]
     print("\n== bench_serve: local server vs decode_frame alone, same cores, same run ==")
     print(
         f"cores {os.cpu_count()}, baseline processes {args.workers}, server workers "
-        f"{args.server_workers or 'default (cores + 1)'}, load connections {args.concurrency}, "
+        f"{args.server_workers or 'default (= cores)'}, load connections {args.concurrency}, "
         f"{args.seconds:.0f} s per phase, load average now {os.getloadavg()[0]:.1f}"
     )
     print(f"raw decode_frame pool     {raw:8.1f} frames/s   (runs: {raw1:.1f}, {raw2:.1f})")
@@ -239,6 +278,17 @@ def main() -> int:
         f"{lake['raw_rows'] - lake['raw_distinct']} duplicate rows"
     )
     print(f"group commit              {health.get('group_commit')}")
+    print(f"workers                   {health.get('workers')}")
+    raw_cpu, total_cpu = (raw_cpu1 + raw_cpu2) / 2, sum(cpu_ms.values())
+    print(
+        "CPU ms per frame          "
+        + ", ".join(f"{k} {v:.2f}" for k, v in cpu_ms.items())
+        + f"; total {total_cpu:.2f} vs raw decode_frame {raw_cpu:.2f} (runs: {raw_cpu1:.2f}, {raw_cpu2:.2f})"
+    )
+    print(
+        f"CPU-bound ratio           {raw_cpu / total_cpu:.0%} = raw CPU per frame / server + load generator CPU per "
+        "frame (the throughput ratio on otherwise idle cores)"
+    )
     print(f"server RSS (all procs)    start {rss_mb[0]:.0f} MB, max {max(rss_mb):.0f} MB, end {rss_mb[-1]:.0f} MB")
     if soak:
         mb = [b / 1e6 for _t, b in soak["rss"]]

@@ -70,14 +70,27 @@ class GroupCommitter:
 
     def commit(self, entries: Sequence[StreamEntry], messages: Sequence[QueueMessage]) -> None:
         """Write durably (stream first, then queue, as the handler does); raises ``PublishError``."""
-        if not entries and not messages:
-            return
+        self.submit(entries, messages).result()
+
+    def submit(self, entries: Sequence[StreamEntry], messages: Sequence[QueueMessage]) -> Future:
+        """Queue a commit without waiting: the future's result is None once the records are durable.
+
+        The future fails with ``PublishError`` if they could not be written.  Callbacks added to it
+        run in the committer thread: keep them short (the worker-pipe acknowledgement in
+        ``local.prefork`` is one small send).
+
+        Raises:
+            PublishError: the committer is stopped (the pipeline is shutting down).
+        """
         done: Future = Future()
+        if not entries and not messages:
+            done.set_result(None)
+            return done
         with self._lock:
             if self._closed:
                 raise PublishError("the local pipeline is stopping; retry after the restart", failed=len(entries))
             self._pending.put((entries, messages, done))
-        done.result()
+        return done
 
     def stop(self) -> None:
         """Finish the queued commits and stop the thread."""

@@ -16,9 +16,9 @@ Run ``python -m local.loadgen --help`` for the command line; results are written
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import math
+import socket
 import statistics
 import struct
 import sys
@@ -138,6 +138,8 @@ class LoadResult:
 
     seconds: float
     requests: list[Sent]
+    cpu_s: float = 0.0
+    """CPU time (user + system) this process spent during the run, seconds: the load generator's own cost."""
 
     def summary(self) -> dict:
         """Requests, status counts, acknowledged frames and reads, frames/s, latency percentiles (ms)."""
@@ -155,6 +157,7 @@ class LoadResult:
             "latency_ms_p50": round(percentile(lat, 0.50) * 1000, 1),
             "latency_ms_p99": round(percentile(lat, 0.99) * 1000, 1),
             "latency_ms_mean": round(statistics.fmean(lat) * 1000, 1) if lat else 0.0,
+            "client_cpu_ms_per_request": round(self.cpu_s * 1000 / len(self.requests), 3) if self.requests else 0.0,
         }
 
     def acknowledged_frame_ids(self) -> list[str]:
@@ -167,6 +170,61 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return 0.0
     k = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[k]
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client for ``POST`` (the load generator's cameras).
+
+    The load generator shares the machine's cores with the server it measures, so it avoids
+    ``http.client``'s per-request cost (e-mail header parsing, several sends): one ``sendall`` per
+    request with ``TCP_NODELAY``, and a response parser that reads only the status, ``Content-Length``
+    and ``Connection``.  Not thread-safe: one per sending thread.
+
+    Raises (from :meth:`post`): ``OSError`` (connection refused, reset, timed out) or ``ValueError``
+    (a response that is not HTTP/1.x with a ``Content-Length``).
+    """
+
+    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout_s)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buf = b""
+
+    def post(self, path: bytes, headers: bytes, body: bytes) -> tuple[int, bytes, bool]:
+        """Send one request (``headers``: CRLF-terminated lines) and return status, body, will-close."""
+        self.sock.sendall(
+            b"POST " + path + b" HTTP/1.1\r\n" + headers + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        while b"\r\n\r\n" not in self._buf:
+            self._recv()
+        head, _, rest = self._buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        version, status = lines[0].split(b" ", 2)[:2]
+        if not version.startswith(b"HTTP/1."):
+            raise ValueError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
+        length, close = None, False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection":
+                close = value.strip().lower() == b"close"
+        if length is None:
+            raise ValueError("response without Content-Length")
+        self._buf = rest
+        while len(self._buf) < length:
+            self._recv()
+        payload, self._buf = self._buf[:length], self._buf[length:]
+        return int(status), payload, close
+
+    def _recv(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("the server closed the connection")
+        self._buf += chunk
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class LoadGenerator:
@@ -235,13 +293,14 @@ class LoadGenerator:
         """Send until ``seconds`` have passed or ``max_requests`` were sent (at least one must be given)."""
         if seconds is None and max_requests is None:
             raise ValueError("give seconds or max_requests: a load run must be bounded")
+        cpu0 = time.process_time()
         t0 = self.started = time.monotonic()
         deadline = t0 + seconds if seconds is not None else float("inf")
         sent: list[Sent] = []
         sent_lock = threading.Lock()
 
         def worker() -> None:
-            conn: http.client.HTTPConnection | None = None
+            conn: Connection | None = None
             while not self.stop.is_set():
                 if time.monotonic() >= deadline:
                     break
@@ -266,17 +325,14 @@ class LoadGenerator:
         for t in threads:
             t.join()
         sent.sort(key=lambda s: s.start)
-        return LoadResult(time.monotonic() - t0, sent)
+        return LoadResult(time.monotonic() - t0, sent, time.process_time() - cpu0)
 
-    def _send(
-        self, conn: http.client.HTTPConnection | None, i: int, t0: float, deadline: float
-    ) -> tuple[http.client.HTTPConnection | None, Sent]:
+    def _send(self, conn: Connection | None, i: int, t0: float, deadline: float) -> tuple[Connection | None, Sent]:
         camera, body = self.request_body(i)
-        headers = {
-            "x-api-key": self.keys[camera],
-            "Content-Type": "image/jpeg",
-            "X-Captured-At": format_ts(now_utc()),
-        }
+        headers = (
+            f"Host: {self.host}:{self.port}\r\nx-api-key: {self.keys[camera]}\r\nContent-Type: image/jpeg\r\n"
+            f"X-Captured-At: {format_ts(now_utc())}\r\n"
+        ).encode("latin-1")
         start = time.monotonic()
         attempts = 0
         status, payload = 0, b""
@@ -284,15 +340,12 @@ class LoadGenerator:
             attempts += 1
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-                conn.request("POST", "/upload", body=body, headers=headers)
-                resp = conn.getresponse()
-                payload = resp.read()
-                status = resp.status
-                if resp.will_close:
+                    conn = Connection(self.host, self.port, self.timeout_s)
+                status, payload, will_close = conn.post(b"/upload", headers, body)
+                if will_close:
                     conn.close()
                     conn = None
-            except (OSError, http.client.HTTPException):
+            except (OSError, ValueError):
                 if conn:
                     conn.close()
                 conn, status = None, 0

@@ -3,10 +3,13 @@
 =================  ==========================================  ==================================
 cloud              local                                       code that runs (the same in both)
 =================  ==========================================  ==================================
-API Gateway        ``local.server`` (key check, 10 MB limit)   --
-decoding Lambda    worker processes (``--workers``)            ``ingest.handler.handler``
+API Gateway        ``local.server`` in each worker process     --
+                   (key check, 10 MB limit)
+decoding Lambda    the same worker processes (``--workers``,   ``ingest.handler.handler``
+                   ``local.prefork`` / ``local.worker``)
 Kinesis + SQS      ``stream.sqlite.SqliteStore`` (WAL), one    ``stream.aggregate``, ports
-                   group commit for concurrent requests
+                   group commit in the main process for
+                   every worker's requests
                    (``local.groupcommit``)
 forwarder Lambda   a thread polling the SQLite queue           ``ingest.forwarder.forward``
 Glue streaming     a thread running ``etl.local.LocalEtl``     ``etl.transforms``
@@ -17,6 +20,10 @@ Layout of the data directory: ``LOCK`` (one owner at a time), ``cameras.json`` (
 ``--cameras`` points elsewhere), ``stream.db`` (stream + queue), and the lake tables ``reads/``,
 ``frames/``, ``box_office/``, ``quarantine/``.
 
+Processes: the main process owns the data directory lock, the group committer, the ETL, forwarder
+and retention threads and supervises the workers; each worker process accepts HTTP connections on
+the shared listening socket and runs the handler in-process (no image crosses a process boundary).
+
 Shutdown (SIGINT/SIGTERM): stop accepting, finish in-flight requests, stop the workers, let the ETL
 write everything already on the stream, stop the forwarder (undelivered messages stay queued), release
 the lock.  A restart resumes from the checkpoints.
@@ -24,28 +31,27 @@ the lock.  A restart resumes from the checkpoints.
 
 from __future__ import annotations
 
-import json
 import logging
-import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from etl.local import LocalEtl
 from ingest.boxoffice import DELIVERED, PERMANENT
-from ingest.cameras import Registry
-from local.groupcommit import CommittingStream, GroupCommitter, RecordingPorts, unavailable_response
-from local.server import CameraApiServer
-from stream.ports import PublishError, QueueMessage, StreamEntry
+from local.groupcommit import CommittingStream, GroupCommitter
+from local.live_registry import LiveRegistry
+from local.prefork import PreforkServer
+from local.worker import COUNTERS
 from stream.sqlite import OwnerLock, SqliteStore
 
 log = logging.getLogger(__name__)
 
 STREAM_DB = "stream.db"
 FORWARD_RETRY_S = 2.0
+FORWARD_BATCH = 10
+"""Messages received (and forwarded concurrently) at a time; at most one per camera."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +62,12 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     cameras: Path | None = None
-    workers: int = (os.cpu_count() or 1) + 1  # one more than cores: hides the hand-offs between processes
+    workers: int = os.cpu_count() or 1  # one worker process per core: each decodes one frame at a time
     box_office_url: str = ""
     box_office_token: str = ""
     etl_batch_seconds: float = 2.0
-    max_in_flight: int = 0  # 0 = 8 per worker
+    max_in_flight: int = 8
+    """Requests one worker process takes at once (decoding or waiting for their commit); more get 429."""
     stream_retention_s: float = 60.0
     """How often stream entries already in the lake are deleted; 0 keeps the whole stream (for inspection)."""
 
@@ -69,92 +76,23 @@ class ServeOptions:
         return self.cameras or self.data / "cameras.json"
 
 
-class LiveRegistry(Registry):
-    """A registry file re-read when it changes, so ``monuv-qr cameras add`` applies to a running server."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._lock = threading.Lock()
-        self.refresh()
-
-    def refresh(self) -> None:
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = (0, 0)
-        with self._lock:
-            if stamp != self._stamp:
-                self._cameras = Registry.load(self.path)._cameras
-                self._stamp = stamp
-
-    def by_key_id(self, key_id):
-        self.refresh()
-        return super().by_key_id(key_id)
-
-    def authenticate(self, key):
-        self.refresh()
-        return super().authenticate(key)
-
-
-# ------------------------------------------------------------------------------------------- workers
-# Decoding is CPU-bound: each worker process runs the Lambda handler.  Its ports only *record* what
-# the handler publishes; the parent commits the records of many concurrent requests in one SQLite
-# transaction (``local.groupcommit``) before it answers 200.
-
-
-_ports = RecordingPorts()
-
-
-def _init_worker(registry_path: str) -> None:
-    import ingest.handler
-
-    logging.getLogger().setLevel(logging.WARNING)
-    ingest.handler.use(_ports, _ports, LiveRegistry(Path(registry_path)))
-
-
-def _invoke(event: dict) -> tuple[dict, list[StreamEntry], list[QueueMessage]]:
-    import ingest.handler
-
-    _ports.take()
-    response = ingest.handler.handler(event, None)  # metrics are disabled locally (see _start_parts)
-    return (response, *_ports.take())
-
-
-def _warm(_: int) -> int:
-    time.sleep(0.3)  # long enough that each worker process takes one
-    return os.getpid()
-
-
-# ------------------------------------------------------------------------------------------- pipeline
-
-
 class Counters:
-    """Request counters for the status line and /health (thread-safe)."""
+    """Request counters of every worker (shared memory), for the status line and /health."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests = self.frames = self.reads = self.errors = self.busy = 0
+    def __init__(self, server: PreforkServer | None = None) -> None:
+        self.server = server
         self.started = time.monotonic()
 
-    def add(self, **kw: int) -> None:
-        with self._lock:
-            for k, v in kw.items():
-                setattr(self, k, getattr(self, k) + v)
-
     def snapshot(self) -> dict:
-        with self._lock:
-            up = time.monotonic() - self.started
-            return {
-                "requests": self.requests,
-                "frames": self.frames,
-                "reads": self.reads,
-                "errors_4xx_5xx": self.errors,
-                "throttled": self.busy,
-                "uptime_s": round(up, 1),
-            }
+        c = self.server.counters() if self.server else dict.fromkeys(COUNTERS, 0)
+        return {
+            "requests": c["requests"],
+            "frames": c["frames"],
+            "reads": c["reads"],
+            "errors_4xx_5xx": c["errors"],
+            "throttled": c["busy"],
+            "uptime_s": round(time.monotonic() - self.started, 1),
+        }
 
 
 class LocalPipeline:
@@ -167,13 +105,11 @@ class LocalPipeline:
         self._threads: list[threading.Thread] = []
         self.lock: OwnerLock | None = None
         self.store: SqliteStore | None = None
-        self.pool: ProcessPoolExecutor | None = None
-        self.server: CameraApiServer | None = None
+        self.server: PreforkServer | None = None
         self.etl: LocalEtl | None = None
         self.registry: LiveRegistry | None = None
         self.committer: GroupCommitter | None = None
         self.forwarded = {"delivered": 0, "retried": 0, "dead": 0, "last_error": None}
-        self._in_flight = threading.BoundedSemaphore(opts.max_in_flight or 8 * opts.workers)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> LocalPipeline:
@@ -200,25 +136,25 @@ class LocalPipeline:
         self.registry = LiveRegistry(self.opts.registry_path)
         self.etl = LocalEtl(self.store, data, batch_seconds=self.opts.etl_batch_seconds)
         self.etl.recover()
-        ctx = multiprocessing.get_context("spawn")
         # the committer has its own connection: its fsyncs never hold up the ETL, forwarder or /health
         self.committer = GroupCommitter(SqliteStore(db)).start()
-        self.pool = ProcessPoolExecutor(
-            self.opts.workers, mp_context=ctx, initializer=_init_worker, initargs=(str(self.registry.path),)
+        # workers are spawned (not forked), so starting them after the committer thread is safe; each
+        # checks API keys with a LiveRegistry of the same file (constant-time Registry.authenticate)
+        self.server = PreforkServer(
+            (self.opts.host, self.opts.port),
+            self.opts.workers,
+            str(self.registry.path),
+            self.committer,
+            self.health,
+            max_in_flight=self.opts.max_in_flight,
         )
-        # start every worker now (a spawn costs ~1 s of imports) so the first frames are not slow
-        list(self.pool.map(_warm, range(self.opts.workers)))
+        self.counters = Counters(self.server)
+        self.server.start()
         self._configure_forwarder()
         self._spawn(self.etl.run, self._stop, name="etl")
         self._spawn(self._forward_loop, name="forwarder")
         if self.opts.stream_retention_s > 0:
             self._spawn(self._retention_loop, name="retention")
-        self.server = CameraApiServer(
-            (self.opts.host, self.opts.port), self.invoke, self.registry.authenticate, self.health
-        )
-        self.server.block_on_close = True
-        self.server.daemon_threads = False
-        self.server.start()
         log.info("camera API listening on %s (data in %s)", self.server.url, data)
 
     def _retention_loop(self) -> None:
@@ -242,11 +178,7 @@ class LocalPipeline:
     def stop(self) -> None:
         """Graceful stop: drain requests, then workers, then the ETL; forwarder stops; lock released."""
         if self.server:
-            self.server.stop()  # waits for in-flight requests (block_on_close)
-            self.server = None
-        if self.pool:
-            self.pool.shutdown(wait=True, cancel_futures=False)
-            self.pool = None
+            self.server.stop()  # the workers finish (and commit) their in-flight requests, then exit
         self._stop.set()
         for t in self._threads:
             t.join(timeout=60)
@@ -273,36 +205,6 @@ class LocalPipeline:
         assert self.server is not None
         return self.server.url
 
-    # -- request path --------------------------------------------------------------------------
-    def invoke(self, event: dict) -> dict:
-        """Run the handler in a worker; 429 when too many requests are already in flight."""
-        if not self._in_flight.acquire(timeout=5.0):
-            self.counters.add(requests=1, busy=1)
-            body = json.dumps({"error": {"code": "too_many_requests", "reason": "server busy; retry in a second"}})
-            return {"statusCode": 429, "headers": {"Retry-After": "1"}, "body": body}
-        try:
-            assert self.pool is not None and self.committer is not None
-            response, entries, messages = self.pool.submit(_invoke, event).result(timeout=60)
-            try:
-                self.committer.commit(entries, messages)
-            except PublishError as e:
-                response = unavailable_response(e)
-        finally:
-            self._in_flight.release()
-        self._count(response)
-        return response
-
-    def _count(self, response: dict) -> None:
-        status = int(response.get("statusCode", 500))
-        if status != 200:
-            self.counters.add(requests=1, errors=1)
-            return
-        try:
-            frames = json.loads(response.get("body") or "{}").get("frames", [])
-        except ValueError:
-            frames = []
-        self.counters.add(requests=1, frames=len(frames), reads=sum(len(f.get("codes", [])) for f in frames))
-
     # -- box-office forwarder ------------------------------------------------------------------
     def _configure_forwarder(self) -> None:
         import ingest.forwarder
@@ -314,42 +216,62 @@ class LocalPipeline:
         )
 
     def _forward_loop(self) -> None:
+        """Deliver queued reads to the box office, a received batch at a time.
+
+        ``receive`` returns at most one message per camera (FIFO group), so the messages of one batch
+        are independent: they are forwarded concurrently (the box office's latency overlaps, and
+        their outcome records share one group commit), then the delivered ones are deleted in one
+        transaction (``ack_many``).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        assert self.store is not None
+        with ThreadPoolExecutor(FORWARD_BATCH, thread_name_prefix="forward") as pool:
+            while not self._stop.is_set():
+                try:
+                    messages = self.store.receive(FORWARD_BATCH)
+                except Exception as e:  # database trouble: report in /health, keep trying
+                    self.forwarded["last_error"] = str(e)
+                    self._stop.wait(FORWARD_RETRY_S)
+                    continue
+                if not messages:
+                    self._stop.wait(0.2)
+                    continue
+                settled = list(pool.map(self._forward_one, messages))
+                for outcome, error in settled:
+                    if outcome != DELIVERED:
+                        self.forwarded[outcome] += 1
+                    if error:
+                        self.forwarded["last_error"] = error
+                delivered = [m.receipt for m, (out, _e) in zip(messages, settled, strict=True) if out == DELIVERED]
+                try:
+                    self.store.ack_many(delivered)
+                    self.forwarded["delivered"] += len(delivered)
+                except Exception as e:  # not acknowledged: redelivered after the visibility timeout
+                    self.forwarded["last_error"] = f"acknowledging deliveries: {e}"
+
+    def _forward_one(self, m) -> tuple[str, str | None]:
+        """Forward one message (a pool thread): ``(DELIVERED, None)`` to be acked, or ``("dead" |
+        "retried", error)`` after giving it back to the queue."""
         import ingest.forwarder
         from ingest.forwarder import PoisonMessage
 
         assert self.store is not None
-        while not self._stop.is_set():
-            try:
-                messages = self.store.receive(10)
-            except Exception as e:  # database trouble: report in /health, keep trying
-                self.forwarded["last_error"] = str(e)
-                self._stop.wait(FORWARD_RETRY_S)
-                continue
-            if not messages:
-                self._stop.wait(0.2)
-                continue
-            for m in messages:
-                try:
-                    delivery = ingest.forwarder.forward(m.body)
-                except PoisonMessage as e:
-                    self.store.nack(m.receipt, error=str(e))
-                    self.forwarded["dead"] += 1
-                    continue
-                except Exception as e:  # publish failure: retry later
-                    self.store.nack(m.receipt, delay_s=FORWARD_RETRY_S, error=str(e))
-                    self.forwarded["retried"] += 1
-                    self.forwarded["last_error"] = str(e)
-                    continue
-                if delivery.disposition == DELIVERED:
-                    self.store.ack(m.receipt)
-                    self.forwarded["delivered"] += 1
-                elif delivery.disposition == PERMANENT:
-                    self.store.nack(m.receipt, error=delivery.detail)
-                    self.forwarded["dead"] += 1
-                else:
-                    self.store.nack(m.receipt, delay_s=FORWARD_RETRY_S, error=delivery.detail)
-                    self.forwarded["retried"] += 1
-                    self.forwarded["last_error"] = delivery.detail
+        try:
+            delivery = ingest.forwarder.forward(m.body)
+        except PoisonMessage as e:
+            self.store.nack(m.receipt, error=str(e))
+            return "dead", None
+        except Exception as e:  # publish failure: retry later
+            self.store.nack(m.receipt, delay_s=FORWARD_RETRY_S, error=str(e))
+            return "retried", str(e)
+        if delivery.disposition == DELIVERED:
+            return DELIVERED, None
+        if delivery.disposition == PERMANENT:
+            self.store.nack(m.receipt, error=delivery.detail)
+            return "dead", None
+        self.store.nack(m.receipt, delay_s=FORWARD_RETRY_S, error=delivery.detail)
+        return "retried", delivery.detail
 
     # -- status --------------------------------------------------------------------------------
     def health(self) -> dict:
@@ -358,12 +280,20 @@ class LocalPipeline:
         queue = self.store.queue_depth() if self.store else {}
         threads = {t.name: t.is_alive() for t in self._threads}
         committer = self.committer
-        ok = bool(self.pool) and all(threads.values()) and not etl.get("last_error")
+        server = self.server
+        alive = server.alive() if server else 0
+        ok = alive == self.opts.workers and all(threads.values()) and not etl.get("last_error")
         ok = ok and committer is not None and committer.alive()
         return {
             "status": "ok" if ok else "degraded",
             "api": self.counters.snapshot(),
-            "workers": {"processes": self.opts.workers, "alive": self.pool is not None},
+            "workers": {
+                "processes": self.opts.workers,
+                "alive": alive,
+                "restarts": server.restarts if server else 0,
+                "requests_per_worker": server.per_worker("requests") if server else [],
+                "connections_per_worker": server.per_worker("connections") if server else [],
+            },
             "group_commit": {
                 "alive": bool(committer and committer.alive()),
                 "groups": committer.groups if committer else 0,

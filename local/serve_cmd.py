@@ -29,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_: str) -> None:
     p.add_argument(
         "--workers",
         type=int,
-        default=(os.cpu_count() or 1) + 1,
-        help="decoding worker processes (default: CPU count + 1 = %(default)s; see docs/bench-local.md)",
+        default=os.cpu_count() or 1,
+        help="worker processes; each accepts connections and decodes one frame at a time "
+        "(default: CPU count = %(default)s; see docs/bench-local.md)",
     )
     p.add_argument(
         "--box-office-url",

@@ -109,17 +109,18 @@ class ServerProcess:
 
     def rss_bytes(self) -> int:
         """Resident memory of the server and its child processes (Linux ``/proc``), bytes."""
-        return sum(_rss(pid) for pid in [self.pid, *_children(self.pid)])
+        return sum(_rss(pid) for pid in [self.pid, *child_pids(self.pid)])
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """Process ids of every descendant of ``pid`` (Linux ``/proc``)."""
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
             out += [int(c) for c in task.read_text().split()]
         except OSError:
             continue
-    return out + [g for c in out for g in _children(c)]
+    return out + [g for c in out for g in child_pids(c)]
 
 
 def _rss(pid: int) -> int:

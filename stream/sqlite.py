@@ -385,6 +385,21 @@ class SqliteStore:
             counts[state] = n
         return counts
 
+    # ------------------------------------------------------------------ batch settlement (local forwarder)
+
+    def ack_many(self, receipts: Sequence[str]) -> int:
+        """Delete several delivered messages in one transaction (one fsync instead of one per message).
+
+        Same rule per receipt as :meth:`ack`: a stale receipt (visibility expired, message received
+        again) deletes nothing.  Returns how many messages were deleted.
+        """
+        if not receipts:
+            return 0
+        with self._tx() as db:
+            return db.executemany(
+                "DELETE FROM queue WHERE receipt = ? AND state = 'inflight'", [(r,) for r in receipts]
+            ).rowcount
+
 
 class OwnerLock:
     """Exclusive ownership of a data directory: a second server on the same directory is refused.

@@ -86,3 +86,15 @@ def test_committed_records_are_in_the_sqlite_store(tmp_path):
     assert ports.take() == ([], [])
     assert [r.data for r in store.read(0)] == [b"r1", b"r2", b"outcome"]
     assert store.queue_depth()["ready"] == 1
+
+
+def test_submit_resolves_only_after_the_records_are_written_and_empty_submits_are_done_at_once():
+    store = SlowStore()
+    committer = GroupCommitter(store).start()
+    try:
+        assert committer.submit([], []).done()
+        fut = committer.submit([StreamEntry("k", b"x")], [])
+        assert not fut.done()  # the store takes 50 ms
+        assert fut.result(5) is None and store.puts == [1]
+    finally:
+        committer.stop()

@@ -122,3 +122,33 @@ def test_stop_answers_the_request_in_progress_and_closes_idle_keep_alive_connect
     with pytest.raises((OSError, http.client.HTTPException)):
         idle.request("GET", "/health")
         idle.getresponse()
+
+
+def test_servers_in_several_threads_share_one_listening_socket_and_each_answers_what_it_accepts():
+    """The pre-fork layout in miniature: two servers accept on one socket; neither blocks the other."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    answered: dict[str, int] = {"a": 0, "b": 0}
+
+    def invoke_as(name: str):
+        def invoke(event: dict) -> dict:
+            answered[name] += 1
+            return {"statusCode": 200, "headers": {}, "body": json.dumps({"server": name})}
+
+        return invoke
+
+    servers = [CameraApiServer(("", 0), invoke_as(n), lambda k: CAM, listen_socket=listener) for n in ("a", "b")]
+    for s in servers:
+        s.start()
+    try:
+        assert servers[0].server_address == servers[1].server_address == listener.getsockname()
+        seen = set()
+        for _ in range(20):
+            status, raw, _ = request(servers[0], "POST", "/upload", b"x", {"x-api-key": "k"})
+            assert status == 200
+            seen.add(json.loads(raw)["server"])
+        assert sum(answered.values()) == 20 and seen <= {"a", "b"}
+    finally:
+        t0 = time.monotonic()
+        for s in servers:
+            s.stop()
+        assert time.monotonic() - t0 < 5, "a server that lost an accept race must not hang in accept()"
