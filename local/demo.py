@@ -54,7 +54,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help_: str) -> None:
     )
     p.add_argument("--tickets", type=int, default=20, help="tickets per session and room (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="scenario seed (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1, help="decoding workers (CPU count + 1)")
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="server worker processes (default: CPU count)"
+    )
     p.add_argument("--report", type=Path, default=None, help="HTML report path (default: DATA/report.html)")
     p.set_defaults(func=run)
 

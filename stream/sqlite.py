@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS queue_dedup (
     dedup_id TEXT PRIMARY KEY,
     sent_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS queue_dedup_sent ON queue_dedup(sent_at);
 """
 
 

@@ -173,3 +173,14 @@ def test_second_owner_of_data_dir_is_refused_until_the_first_dies(tmp_path):
         proc.wait()
     with OwnerLock(tmp_path):  # the kernel released the dead owner's lock
         pass
+
+
+def test_expiring_old_dedup_ids_uses_an_index_not_a_table_scan(store, tmp_path):
+    """Every send purges expired dedup ids: without the index that is a full scan of 5 minutes of tickets."""
+    import sqlite3
+
+    store.send([msg("a")])
+    db = sqlite3.connect(store.path)
+    plan = " ".join(r[-1] for r in db.execute("EXPLAIN QUERY PLAN DELETE FROM queue_dedup WHERE sent_at < 0"))
+    db.close()
+    assert "USING INDEX queue_dedup_sent" in plan or "USING COVERING INDEX queue_dedup_sent" in plan, plan
