@@ -5,7 +5,8 @@ Soak: .venv/bin/python bench/bench_serve.py --minutes 10      (RSS over time; no
 
 Loopback only, bounded in time.  Steps, all in one run:
 
-1. render a frame set (960x540 JPEGs: 70 % one ticket, 10 % two, 20 % no code);
+1. render a frame set (``--size``, default 1920x1080 like the cinema cameras and ``../shared/bench``;
+   70 % one ticket, 10 % two, 20 % no code);
 2. baseline: a pool of ``--workers`` processes running ``decode_frame`` on those frames (frames/s, and
    the pool's CPU ms per frame);
 3. ``monuv-qr serve`` in a child process; the load generator (``local.loadgen``) in a *second*
@@ -162,6 +163,14 @@ def lake_figures(data: Path, acknowledged: list[str]) -> dict:
     }
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1920x1080, got {text!r}") from None
+    return w, h
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="length of each measured phase (default 20)")
@@ -169,6 +178,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="baseline decode processes (= cores)")
     p.add_argument("--server-workers", type=int, default=None, help="serve --workers (default: serve's own)")
     p.add_argument("--frames", type=int, default=60, help="distinct frames rendered (default 60)")
+    p.add_argument("--size", type=_size, default=(1920, 1080), help="frame size WxH (default 1920x1080)")
     p.add_argument("--minutes", type=float, default=0.0, help="soak: minutes of open-loop load after the benchmark")
     p.add_argument("--soak-rate", type=float, default=None, help="soak requests/s (default: 70%% of measured)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -182,8 +192,9 @@ def main() -> int:
     registry.save(data / "cameras.json")
     keys_file = tmp / "keys.json"
     keys_file.write_text(json.dumps(keys))
-    say(f"[1/5] rendering {args.frames} frames (960x540 JPEG) into {frame_dir} ...")
-    render_frameset(frame_dir, CAMERAS, n=args.frames, processes=args.workers)
+    w, h = args.size
+    say(f"[1/5] rendering {args.frames} frames ({w}x{h} JPEG) into {frame_dir} ...")
+    render_frameset(frame_dir, CAMERAS, n=args.frames, size=args.size, processes=args.workers)
 
     say(f"[2/5] baseline: decode_frame in {args.workers} processes for {args.seconds:.0f} s ...")
     raw1, raw_cpu1 = raw_decode_fps(frame_dir, args.workers, args.seconds)
