@@ -9,7 +9,8 @@ bytes) to the parent's group committer over its pipe and answers 200 only after 
 acknowledges the records are on disk.  Durability is the same as one SQLite transaction per request.
 
 Concurrency inside a worker: one thread per connection, but one handler call at a time (the
-Powertools resolver keeps the current event in module state), so a thread waiting for its commit
+recording ports collect one request's records, and Powertools' logger keeps per-request keys in
+module state), so a thread waiting for its commit
 lets the next request decode.  Counters live in shared memory that the parent sums for ``/health``
 and the status line.  ``GET /health`` is answered with the parent's document, asked over the pipe.
 
@@ -189,7 +190,7 @@ class Invoker:
             body = json.dumps({"error": {"code": "too_many_requests", "reason": "server busy; retry in a second"}})
             return {"statusCode": 429, "headers": {"Retry-After": "1"}, "body": body}
         try:
-            with self._handler_lock:  # the Powertools resolver keeps the current event in module state
+            with self._handler_lock:  # the ports record one request at a time; the logger's keys are module state
                 self.ports.take()
                 response = self.handler(event, None)
                 entries, messages = self.ports.take()
