@@ -6,6 +6,9 @@ import base64
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -167,6 +170,14 @@ def test_at_info_level_only_uploads_with_a_rejected_frame_log_their_summary(wire
     (entry,) = _logs(log_lines)
     assert (entry["level"], entry["message"]) == ("INFO", "upload processed")
     assert entry["outcomes"] == ["ok", "no_code", "rejected"]
+
+
+@pytest.mark.parametrize(("lambda_env", "traced"), [({"LAMBDA_TASK_ROOT": "/var/task"}, True), ({}, False)])
+def test_the_handler_is_wrapped_by_the_x_ray_tracer_in_lambda_and_only_there(lambda_env, traced):
+    env = {k: v for k, v in os.environ.items() if k not in ("POWERTOOLS_TRACE_DISABLED", "LAMBDA_TASK_ROOT")}
+    probe = "import ingest.handler as h; f = lambda e, c: 1; print(h.tracer.disabled, h._traced(f) is not f)"
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, **lambda_env}, capture_output=True, text=True)
+    assert out.stdout.split() == [str(not traced), str(traced)], out.stderr
 
 
 def test_wrong_method_or_path_is_a_404_naming_the_endpoint(wired):
