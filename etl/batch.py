@@ -2,14 +2,17 @@
 
 Plain PySpark (no ``awsglue``), so it runs and is tested on local pyspark.  Per micro-batch:
 
-1. ``mapPartitions`` over the binary ``data`` column calls ``etl.transforms.parse_entry`` -- the same
-   code as the local ETL, so the two runners agree by construction;
-2. ``reduceByKey(prefer)`` drops duplicate ids across the whole batch with the same rule as the
-   local ETL;
+1. ``mapInArrow`` hands each Arrow batch of source rows (data, partition key, arrival time,
+   sequence number) to ``etl.columnar.transform_arrow`` -- the columnar transform the local ETL
+   runs (pyarrow JSON reader + compute kernels, per-record ``etl.transforms`` path for the records
+   it leaves), so the two runners agree by construction.  It returns the rows of every table and
+   the quarantine in one wide schema (``columnar.union_schema``) with a ``_table`` column;
+2. a window over (``_table``, ``_id``) ordered by (server time, record bytes) keeps one row per id
+   across the whole batch: the rule of ``transforms.prefer``, as the local ETL applies it;
 3. each table (and the quarantine) is written with Spark's Parquet writer, zstd, to a staging
    directory of this batch: ``<lake>/_staging/batch-<id>/<table>/dt=../hour=../part-*.parquet``,
-   one file per partition (``repartitionAndSortWithinPartitions`` on (table, dt, hour) puts each
-   partition's rows in one task, sorted by id);
+   one file per partition (``repartition`` on (table, dt, hour) puts each partition's rows in one
+   task, sorted by id; the result is cached, so the transform runs once for all tables);
 4. the staged files are *published* under deterministic names
    ``<table>/dt=../hour=../b-<batch_id>-<n>.parquet`` and the staging directory is deleted.
 
@@ -29,12 +32,12 @@ projection on ``dt``/``hour``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
-from etl import transforms
-from etl.transforms import QUARANTINE_TABLE, Entry, Parsed, Quarantined
+from etl import columnar
+from etl.transforms import QUARANTINE_FIELDS, QUARANTINE_TABLE
 from stream import schema
 
 log = logging.getLogger(__name__)
@@ -61,24 +64,6 @@ DEFAULT_COLUMNS = {
 """Columns of the source DataFrame (those of the spark-sql-kinesis-connector, ``format("aws-kinesis")``)."""
 
 
-def _parse_partition(rows: Iterable[Any]) -> Iterator[tuple[tuple, Parsed | Quarantined]]:
-    for i, row in enumerate(rows):
-        data, key, arrived, source = row[0], row[1], row[2], row[3]
-        arrived_at = transforms.utc(arrived) if isinstance(arrived, datetime) else datetime.fromtimestamp(0, UTC)
-        entry = Entry(bytes(data) if data is not None else b"", key or "", arrived_at, str(source))
-        for j, res in enumerate(transforms.parse_entry(entry)):
-            if isinstance(res, Parsed):
-                yield ("r", res.kind, res.record_id), res
-            else:
-                yield ("q", entry.source, i, j), res
-
-
-def _reduce(a: Any, b: Any) -> Any:
-    if isinstance(a, Parsed) and isinstance(b, Parsed):
-        return transforms.prefer(a, b)
-    return a  # quarantine keys are unique; never reached
-
-
 def write_batch(
     df,
     batch_id: int,
@@ -97,6 +82,10 @@ def write_batch(
         columns: source column names, see :data:`DEFAULT_COLUMNS`.
         lake_at: value of ``lake_at`` (default: now, UTC).
     """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
     spark = df.sparkSession
     for k in ("spark.sql.parquet.outputTimestampType", "spark.sql.session.timeZone"):
         spark.conf.set(k, SPARK_CONF[k])
@@ -105,35 +94,45 @@ def write_batch(
     quarantine_path = (quarantine_path or f"{lake_path}/{QUARANTINE_TABLE}").rstrip("/")
     lake_at = lake_at or schema.now_utc()
 
-    src = df.select(cols["data"], cols["partition_key"], cols["arrived_at"], cols["source"])
+    src = df.select(
+        F.col(cols["data"]).cast("binary"),
+        F.col(cols["partition_key"]).cast("string"),
+        F.col(cols["arrived_at"]).cast("timestamp"),
+        F.col(cols["source"]).cast("string"),
+    ).toDF(*columnar.SOURCE_COLUMNS)
+    rows = src.mapInArrow(_transform_batches, from_arrow_schema(columnar.union_schema(), prefer_timestamp_ntz=True))
+    table, rid = F.col(columnar.TABLE_COLUMN), F.col(columnar.ID_COLUMN)
+    first = Window.partitionBy(table, rid).orderBy(columnar.SERVER_COLUMN, columnar.DATA_COLUMN)
+    unique = rows.withColumn("_rank", F.row_number().over(first)).where(
+        (table == QUARANTINE_TABLE) | (F.col("_rank") == 1)  # quarantine rows have no id: all kept
+    )
     parallelism = max(1, spark.sparkContext.defaultParallelism)
     placed = (
-        src.rdd.mapPartitions(_parse_partition)
-        .reduceByKey(_reduce)
-        .map(lambda kv, t=lake_at: _place(kv[1], t))
         # every (table, dt, hour) group lands whole in one partition, sorted by id: one file per
         # partition directory, written without another shuffle
-        .repartitionAndSortWithinPartitions(parallelism, partitionFunc=_group_hash)
+        unique.repartition(parallelism, table, "dt", "hour")
+        .sortWithinPartitions(table, "dt", "hour", rid, "source")
+        .persist()
     )
-    placed.persist()
     try:
-        # one job parses the batch and counts rows per table; tables without rows are not written
-        per_table = placed.map(lambda kv: kv[0][0]).countByValue()
+        # one job transforms the batch and counts rows per table; tables without rows are not written
+        per_table = {r[0]: r[1] for r in placed.groupBy(table).count().collect()}
         staging = f"{lake_path}/{STAGING_DIR}/batch-{batch_id}"
         targets: dict[str, str] = {}
         for kind in (*schema.KINDS, None):
-            table = schema.TABLE[kind] if kind else QUARANTINE_TABLE
-            targets[table] = f"{lake_path}/{table}" if kind else quarantine_path
-            if not per_table.get(table):
+            name = schema.TABLE[kind] if kind else QUARANTINE_TABLE
+            targets[name] = f"{lake_path}/{name}" if kind else quarantine_path
+            if not per_table.get(name):
                 continue
-            ddl = schema.spark_ddl(kind) if kind else transforms.quarantine_spark_ddl()
-            rows = placed.filter(lambda kv, t=table: kv[0][0] == t).values()
+            fields = [f.name for f in schema.lake_fields(kind)] if kind else [n for n, _ in QUARANTINE_FIELDS]
+            values = [F.lit(lake_at).alias(n) if n == schema.LAKE_COLUMN else F.col(n) for n in fields]
             (
-                spark.createDataFrame(rows, schema=f"{ddl}, `dt` string, `hour` string")
+                placed.where(table == name)
+                .select(*values, "dt", "hour")
                 .write.mode("overwrite")
                 .option("compression", COMPRESSION)
                 .partitionBy("dt", "hour")
-                .parquet(f"{staging}/{table}")
+                .parquet(f"{staging}/{name}")
             )
         published = _publish(spark, staging, targets, batch_id)
     finally:
@@ -143,18 +142,11 @@ def write_batch(
     return counts
 
 
-def _place(r: Parsed | Quarantined, lake_at: datetime) -> tuple[tuple[str, str, str, str], tuple]:
-    """((table, dt, hour, id), row values + dt + hour) of one result."""
-    if isinstance(r, Parsed):
-        return (schema.TABLE[r.kind], r.dt, r.hour, r.record_id), (*transforms.lake_values(r, lake_at), r.dt, r.hour)
-    dt, hour = r.partition
-    return (QUARANTINE_TABLE, dt, hour, r.source), (*r.values(lake_at), dt, hour)
-
-
-def _group_hash(key: tuple) -> int:
-    from pyspark.rdd import portable_hash
-
-    return portable_hash(key[:3])
+def _transform_batches(batches: Iterator[Any]) -> Iterator[Any]:
+    """``mapInArrow`` function: :func:`etl.columnar.transform_arrow` of each Arrow batch of source rows."""
+    for batch in batches:
+        if batch.num_rows:
+            yield from columnar.transform_arrow(batch).to_batches()
 
 
 def _publish(spark, staging: str, targets: dict[str, str], batch_id: int) -> int:

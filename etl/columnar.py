@@ -94,11 +94,11 @@ def transform_entries(entries: Sequence[Entry]) -> ColumnarBatch:
     return transform([e.data for e in entries], entries.__getitem__)
 
 
-def transform(data: Sequence[bytes], entry_at: Callable[[int], Entry]) -> ColumnarBatch:
-    """Run the transform over a batch: ``data[i]`` is entry ``i``'s bytes, ``entry_at(i)`` the whole entry.
+def _unique_rows(data: Sequence[bytes], entry_at: Callable[[int], Entry]) -> tuple[ColumnarBatch, list[bytes]]:
+    """The transform up to de-duplication; also returns the user records (``blobs``).
 
-    ``entry_at`` is only called for entries that need the per-record path or the quarantine, so a
-    runner can build its :class:`Entry` objects lazily.  Never raises on bad input.
+    ``tables[kind]`` are unsorted and keep ``_pos`` (index into ``blobs``) and ``_server``;
+    ``partitions`` is not filled.
     """
     blobs: list[bytes] = []
     origin: list[int] = []  # entry index of each user record
@@ -144,8 +144,132 @@ def transform(data: Sequence[bytes], entry_at: Callable[[int], Entry]) -> Column
         table = pa.concat_tables(per_kind[kind]) if per_kind[kind] else row_schema(kind).empty_table()
         table, dups = _dedup(kind, table, blobs)
         out.duplicates += dups
-        out.tables[kind], out.partitions[kind] = _sort_and_partition(kind, table)
+        out.tables[kind] = table
+    return out, blobs
+
+
+def transform(data: Sequence[bytes], entry_at: Callable[[int], Entry]) -> ColumnarBatch:
+    """Run the transform over a batch: ``data[i]`` is entry ``i``'s bytes, ``entry_at(i)`` the whole entry.
+
+    ``entry_at`` is only called for entries that need the per-record path or the quarantine, so a
+    runner can build its :class:`Entry` objects lazily.  Never raises on bad input.
+    """
+    out, _ = _unique_rows(data, entry_at)
+    for kind in schema.KINDS:
+        out.tables[kind], out.partitions[kind] = _sort_and_partition(kind, out.tables[kind])
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# One Arrow batch in, the rows of every table out: the Spark runner (``DataFrame.mapInArrow``)
+
+SOURCE_COLUMNS = ("data", "partition_key", "arrived_at", "source")
+"""Columns of :func:`transform_arrow`'s input, in this order: binary, string, timestamp, string."""
+
+TABLE_COLUMN = "_table"
+"""Output column naming each row's table (``schema.TABLE[kind]`` or ``transforms.QUARANTINE_TABLE``)."""
+
+ID_COLUMN = "_id"
+"""Output column with the record id (the kind's ``schema.ID_FIELD``); null on quarantine rows."""
+
+SERVER_COLUMN = "_server"
+"""Output column with the record's server time in µs since the epoch: first key of ``transforms.prefer``."""
+
+DATA_COLUMN = "_data"
+"""Output column with the user record's bytes: second key of ``transforms.prefer`` (smaller wins)."""
+
+
+@cache
+def union_schema() -> pa.Schema:
+    """Arrow schema of :func:`transform_arrow`'s output: the rows of all tables in one schema.
+
+    The data columns (without ``lake_at``) of every kind and of the quarantine, each name once and
+    nullable (a column a row's table does not have is null), then ``_table``, ``_id``, ``_server``,
+    ``_data`` (see the constants) and the partition columns ``dt``, ``hour``.
+
+    Raises:
+        TypeError: two tables give one column name different types (the contract must keep them equal).
+    """
+    fields: dict[str, pa.Field] = {}
+    for sch in (*(row_schema(k) for k in schema.KINDS), transforms.quarantine_arrow_schema()):
+        for f in sch:
+            if f.name in (schema.LAKE_COLUMN, "_pos", "_server"):
+                continue
+            fields.setdefault(f.name, f.with_nullable(True))
+            if fields[f.name].type != f.type:
+                raise TypeError(f"column {f.name!r} has two types across tables; the union schema needs one")
+    helpers = [pa.field(TABLE_COLUMN, pa.string()), pa.field(ID_COLUMN, pa.string())]
+    helpers += [pa.field(SERVER_COLUMN, pa.int64()), pa.field(DATA_COLUMN, pa.binary())]
+    helpers += [pa.field("dt", pa.string()), pa.field("hour", pa.string())]
+    return pa.schema([*fields.values(), *helpers])
+
+
+def transform_arrow(batch: pa.RecordBatch | pa.Table) -> pa.Table:
+    """Run the transform over one Arrow batch of stream entries; the rows of every table in :func:`union_schema`.
+
+    ``batch`` has the :data:`SOURCE_COLUMNS` (by position).  The valid rows are those of
+    :func:`transform` (unique per id *within this batch*, unsorted) and carry the keys a runner needs
+    to de-duplicate across batches with the rule of :func:`etl.transforms.prefer`; the quarantine
+    rows follow (``dt``/``hour`` from the arrival time).  A null ``data`` is an empty entry, a null
+    arrival time the epoch.  Never raises on bad input.
+    """
+    data = [b if b is not None else b"" for b in batch.column(0).to_pylist()]
+    keys, arrived, sources = batch.column(1), batch.column(2), batch.column(3)
+
+    def entry_at(i: int) -> Entry:
+        at = arrived[i].as_py()
+        at = transforms.utc(at) if isinstance(at, datetime) else _EPOCH
+        return Entry(data[i], keys[i].as_py() or "", at, str(sources[i].as_py()))
+
+    out, blobs = _unique_rows(data, entry_at)
+    parts: list[pa.Table] = []
+    for kind in schema.KINDS:
+        table = out.tables[kind]
+        if not table.num_rows:
+            continue
+        cols = {n: table[n] for n in table.column_names if n != "_pos"}
+        cols[TABLE_COLUMN] = pa.repeat(pa.scalar(schema.TABLE[kind]), table.num_rows)
+        cols[ID_COLUMN] = table[schema.ID_FIELD[kind]]
+        cols[DATA_COLUMN] = pa.array(blobs, pa.binary()).take(table["_pos"])
+        cols["dt"], cols["hour"] = _partition_columns(table["captured_at"])
+        parts.append(_union_table(cols, table.num_rows))
+    if out.quarantine:
+        q = out.quarantine
+        names = [n for n, _ in transforms.QUARANTINE_FIELDS]
+        cols = {n: list(v) for n, v in zip(names, zip(*(r.values(_EPOCH) for r in q), strict=True), strict=True)}
+        cols[TABLE_COLUMN] = [transforms.QUARANTINE_TABLE] * len(q)
+        cols["dt"], cols["hour"] = (list(v) for v in zip(*(r.partition for r in q), strict=True))
+        del cols[schema.LAKE_COLUMN]
+        parts.append(_union_table(cols, len(q)))
+    if not parts:
+        return union_schema().empty_table()
+    return pa.concat_tables(parts)
+
+
+def _union_table(cols: dict, n: int) -> pa.Table:
+    """A table of :func:`union_schema` from the columns one table has; the others null."""
+    arrays = []
+    for f in union_schema():
+        col = cols.get(f.name)
+        if col is None:
+            arrays.append(pa.nulls(n, f.type))
+        elif isinstance(col, list):
+            arrays.append(pa.array(col, f.type))
+        else:
+            arrays.append(col.cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=union_schema())
+
+
+def _partition_columns(captured: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """``dt`` and ``hour`` columns of event times, through ``schema.partition_values`` per distinct hour."""
+    hours = pc.floor_temporal(captured, unit="hour").cast(pa.int64())
+    distinct = pc.unique(hours)
+    values = [schema.partition_values(_EPOCH + timedelta(microseconds=h)) for h in distinct.to_pylist()]
+    at = pc.index_in(hours, distinct)
+    return (
+        pa.array([dt for dt, _ in values], pa.string()).take(at),
+        pa.array([hour for _, hour in values], pa.string()).take(at),
+    )
 
 
 # --------------------------------------------------------------------------------------------

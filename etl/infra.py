@@ -28,8 +28,17 @@ from etl.settings import GLUE_VERSION, KINESIS_CONNECTOR_JAR
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_SCRIPT = REPO_ROOT / "etl" / "job.py"
 LIB_PACKAGES = ("stream", "etl")
-GLUE_PYTHON_MODULES = "aws-kinesis-agg==1.2.3,six==1.17.0"
-"""Installed with pip when a run starts (``--additional-python-modules``): ``stream.aggregate``'s needs."""
+GLUE_PYTHON_PINS = (
+    "aws-kinesis-agg==1.2.3",  # stream.aggregate (KPL de-aggregation)
+    "six==1.17.0",  # aws-kinesis-agg imports it without declaring it
+    "orjson==3.13.0",  # stream.schema's wire codec
+    "pyarrow==26.0.1",  # etl.columnar's JSON reader and compute kernels (the version the tests ran)
+    "pandas==2.2.3",  # pyspark insists on it for mapInArrow, although the Arrow path never calls it
+)
+"""Installed with pip when a run starts (``--additional-python-modules``), pinned to the versions tested
+here rather than whatever Glue 5.0 ships (``tests/infra/test_infra_stack.py`` checks every third-party
+module the job's code imports is pinned, and that each pin is inside pyproject's range)."""
+GLUE_PYTHON_MODULES = ",".join(GLUE_PYTHON_PINS)
 FAILURE_STATES = ("FAILED", "STOPPED", "TIMEOUT")
 
 

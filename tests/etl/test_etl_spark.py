@@ -1,24 +1,30 @@
 """The Glue batch function on local pyspark: fixture batches, idempotent re-runs, parity with the local ETL.
 
-One module-scoped ``local[1]`` session; the whole module takes ~30 s (JVM start included).
+One module-scoped ``local[1]`` session whose Arrow batches hold 3 rows, so copies of one id meet
+only in the cross-batch de-duplication; the whole module takes ~40 s (JVM start included).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
+from etl import columnar, transforms
 from etl.batch import write_batch
 from etl.local import LocalEtl
+from etl.transforms import Entry
 from stream import schema
+from stream.ports import StreamEntry
 from stream.sqlite import SqliteStore
-from tests.etl.etl_fixtures import fixture_entries
+from tests.etl.etl_fixtures import fixture_entries, read
 
 pyspark = pytest.importorskip("pyspark")
 
@@ -44,6 +50,7 @@ def spark():
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "3")
         .getOrCreate()
     )
     yield session
@@ -62,13 +69,31 @@ def read_table(path: Path):
     return ds.dataset(path, format="parquet", partitioning="hive").to_table()
 
 
+def copies() -> tuple[list[StreamEntry], list[StreamEntry], dict[str, schema.Read]]:
+    """Same-id copies for the start and the end of the stream, and the copy ``prefer`` keeps per id.
+
+    A retry received later comes first (the later entry wins), and two copies with the same server
+    time and different bytes (the smaller bytes win, compared as unsigned bytes, whichever comes first).
+    """
+    early = read(601)
+    retry = replace(early, received_at=early.received_at + timedelta(minutes=3))
+    a, b = replace(read(602), seat="z9"), replace(read(602), seat="\u00e91")  # 0x7a < 0xc3 unsigned, not signed
+    big, small = sorted((a, b), key=schema.to_bytes, reverse=True)
+    first = [StreamEntry("cam-1", schema.to_bytes(r)) for r in (retry, big)]
+    last = [StreamEntry("cam-1", schema.to_bytes(r)) for r in (early, small)]
+    return first, last, {early.read_id: early, small.read_id: small}
+
+
 @pytest.fixture(scope="module")
 def runs(spark, tmp_path_factory):
     """The fixture batch through the local ETL and through ``write_batch`` (batch 7), from the same stream rows."""
     base = tmp_path_factory.mktemp("runs")
     entries, expected = fixture_entries()
+    first, last, winners = copies()
+    expected["reads"] = sorted([*expected["reads"], *winners])
+    expected["winners"] = winners
     store = SqliteStore(base / "stream.db", clock=lambda: ARRIVED.timestamp())
-    store.put(entries)
+    store.put([*first, *entries, *last])
     LocalEtl(store, base / "local", batch_records=10_000).process_available()
     rows = [
         (bytearray(r.data), r.partition_key, f"seq={r.seq}", datetime.fromtimestamp(r.arrived_at, UTC))
@@ -89,6 +114,9 @@ def test_spark_batch_writes_fixture_batch_to_event_time_partitions(runs):
     # duplicate rule: the retry (received 3 min later) lost to the first copy
     rows = {r["read_id"]: r for r in reads.to_pylist()}
     assert rows[expected["retry_read_id"]]["received_at"] == expected["retry_received_at"]
+    # copies in different Arrow batches: earliest server time, then smallest bytes, whatever the order
+    for rid, winner in expected["winners"].items():
+        assert (rows[rid]["received_at"], rows[rid]["seat"]) == (winner.received_at, winner.seat)
     # late record: its own hour, 3 hours before the others (Hive layout, zero-padded hour)
     assert sorted(p.name for p in (root / "reads").iterdir()) == ["dt=2026-11-30"]
     assert sorted(p.name for p in (root / "reads" / "dt=2026-11-30").iterdir()) == ["hour=17", "hour=20"]
@@ -140,3 +168,37 @@ def test_spark_batch_rerun_of_same_batch_id_does_not_duplicate(runs):
     # a different batch id appends next to it (duplicates across batches are the readers' job)
     write_batch(runs["frame"], 8, lake_path=str(root))
     assert read_table(root / "reads").num_rows == 2 * first
+
+
+def test_arrow_batch_function_gives_the_columnar_rows_with_their_dedup_keys():
+    entries, _ = fixture_entries()
+    arrived = [ARRIVED + timedelta(seconds=i) for i in range(len(entries))]
+    batch = pa.record_batch(
+        [
+            pa.array([e.data for e in entries], pa.binary()),
+            pa.array([e.partition_key for e in entries]),
+            pa.array(arrived, pa.timestamp("us", tz="UTC")),
+            pa.array([f"seq={i}" for i in range(len(entries))]),
+        ],
+        names=list(columnar.SOURCE_COLUMNS),
+    )
+    got = columnar.transform_arrow(batch)
+    assert got.schema == columnar.union_schema()
+    ref = columnar.transform_entries(
+        [Entry(e.data, e.partition_key, arrived[i], f"seq={i}") for i, e in enumerate(entries)]
+    )
+    for kind in schema.KINDS:
+        rows = got.filter(pc.equal(got[columnar.TABLE_COLUMN], schema.TABLE[kind]))
+        want = ref.tables[kind]
+        key = schema.ID_FIELD[kind]
+        assert rows.select(want.column_names).sort_by(key).to_pylist() == want.sort_by(key).to_pylist()
+        assert rows.num_rows > 0, kind
+        assert rows[columnar.ID_COLUMN] == rows[schema.ID_FIELD[kind]]
+        for r in rows.to_pylist():  # the dedup keys are the record's own server time and bytes
+            assert schema.from_bytes(r[columnar.DATA_COLUMN]).record_id == r[columnar.ID_COLUMN]
+            server = r[transforms.SERVER_TIME[kind]]
+            assert r[columnar.SERVER_COLUMN] == (server - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+            assert (r["dt"], r["hour"]) == schema.partition_values(r["captured_at"])
+    q = got.filter(pc.equal(got[columnar.TABLE_COLUMN], "quarantine"))
+    assert q["reason"].to_pylist() == [x.reason for x in ref.quarantine]
+    assert q.column("dt").to_pylist() == [x.partition[0] for x in ref.quarantine]

@@ -279,6 +279,37 @@ def test_glue_libs_zip_holds_the_job_packages_but_no_pulumi_code(stack):
     assert not [n for n in names if n.endswith("infra.py") or "__pycache__" in n]
 
 
+def test_glue_installs_a_pinned_version_of_every_third_party_module_the_job_imports(stack):
+    import subprocess
+    import sys
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from etl.infra import GLUE_PYTHON_MODULES, GLUE_PYTHON_PINS
+
+    job = stack.of_type("aws:glue/job:Job")[0]
+    assert job.inputs["defaultArguments"]["--additional-python-modules"] == GLUE_PYTHON_MODULES
+    probe = (
+        "import sys; from importlib.metadata import packages_distributions as pd; before = set(sys.modules); "
+        "import etl.batch, etl.columnar, etl.transforms, etl.settings; d = pd(); "
+        "print(' '.join(sorted({x for m in set(sys.modules) - before for x in d.get(m.split('.')[0], [])})))"
+    )
+    imported = set(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    )
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    pins = {canonicalize_name(Requirement(p).name): Requirement(p) for p in GLUE_PYTHON_PINS}
+    ours_or_transitive = {project["name"], "numpy", "protobuf", "googleapis-common-protos"}  # installed by the pins
+    assert {canonicalize_name(d) for d in imported} - ours_or_transitive <= set(pins), f"imported {sorted(imported)}"
+    declared = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    ranges = {canonicalize_name(r.name): r.specifier for r in declared}
+    for name, req in pins.items():
+        version = next(iter(req.specifier)).version
+        assert name not in ranges or ranges[name].contains(version), f"{req} is outside pyproject's range"
+
+
 def test_a_scheduled_trigger_starts_and_restarts_the_job(stack):
     job = stack.of_type("aws:glue/job:Job")[0]
     trigger = stack.of_type("aws:glue/trigger:Trigger")[0]
