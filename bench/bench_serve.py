@@ -43,6 +43,7 @@ from pathlib import Path
 
 from ingest.cameras import Registry
 from local.loadgen import load_frameset, render_frameset
+from local.malloc import keep_freed_buffers
 from local.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,7 @@ _frames: list[bytes] = []
 
 
 def _load(directory: str) -> None:
+    keep_freed_buffers()  # the same memory setting as the server's workers: a like-for-like baseline
     _frames.extend(f.image for f in load_frameset(Path(directory)))
 
 

@@ -41,6 +41,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from local.malloc import keep_freed_buffers
 from stream.ports import PublishError, QueueMessage, StreamEntry
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,7 @@ def die_with_parent(parent_pid: int) -> None:
 def run(spec: WorkerSpec, listen_socket: socket.socket, conn: Connection, counters: Any) -> None:
     """Entry point of a worker process (``multiprocessing`` spawn target); returns after draining."""
     die_with_parent(spec.parent_pid)
+    keep_freed_buffers()  # each request allocates several buffers of hundreds of KB
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
     # metrics are disabled locally; Powertools warns on every flush of the (cleared) buffer
