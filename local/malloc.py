@@ -18,10 +18,11 @@ log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 32 << 20
-"""Blocks below this come from the heap (glibc's own upper bound for the dynamic threshold)."""
-TRIM_THRESHOLD_BYTES = 128 << 20
-"""Free memory at the top of the heap kept for reuse before any is returned to the kernel."""
+MMAP_THRESHOLD_BYTES = 8 << 20
+"""Blocks below this come from the heap: a request body, its base64, a decoded 1080p grey image."""
+TRIM_THRESHOLD_BYTES = 32 << 20
+"""Free memory at the top of a heap kept for reuse before any is returned to the kernel (per malloc
+arena, so it also bounds what a worker with many connection threads can hold on to)."""
 
 
 def keep_freed_buffers() -> bool:
