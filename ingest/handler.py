@@ -191,7 +191,8 @@ def _route(event: dict[str, Any]) -> dict[str, Any]:
     """One route (``POST /upload``); errors become their JSON answers, never an exception."""
     method, path = event.get("httpMethod"), event.get("path")
     if path != UPLOAD_PATH or method != "POST":
-        return _json(404, error_body("not_found", f"no such endpoint: {method} {path}; POST images to {UPLOAD_PATH}"))
+        shown = f"{str(method)[:10]} {str(path)[:100]}"  # echoed, so bounded
+        return _json(404, error_body("not_found", f"no such endpoint: {shown}; POST images to {UPLOAD_PATH}"))
     try:
         return _upload(event)
     except IngestError as e:
