@@ -107,8 +107,11 @@ def _wired() -> _Wiring:
     return _wiring
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """A proxy-integration response: JSON body, headers both flat and multi-value (API Gateway merges them)."""
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A proxy-integration response: JSON body, headers both flat and multi-value (API Gateway merges them).
+
+    The local server's own answers (busy, commit failure) use it too, so every answer has one shape.
+    """
     flat = {"Content-Type": "application/json", **(headers or {})}
     return {
         "statusCode": status,
@@ -122,6 +125,12 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 def error_body(code: str, reason: str, **extra: str) -> dict[str, Any]:
     """The JSON error document of every non-200 answer."""
     return {"error": {"code": code, "reason": reason, **extra}}
+
+
+def unavailable() -> dict[str, Any]:
+    """503 + ``Retry-After``: the stream or queue did not take the records (safe to retry: ids are stable)."""
+    reason = "the ticket stream is temporarily unavailable; retry the same request later (it is safe to repeat)"
+    return json_response(503, error_body("unavailable", reason), {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def _count_reject(reason: str) -> None:
@@ -183,8 +192,8 @@ def _upload(event: dict[str, Any]) -> dict[str, Any]:
     _record(result)
     if result.error is not None:
         e = result.error
-        return _json(e.status, error_body(e.code, e.reason, frame_id=result.frames[0].frame_id))
-    return _json(200, result.to_json())
+        return json_response(e.status, error_body(e.code, e.reason, frame_id=result.frames[0].frame_id))
+    return json_response(200, result.to_json())
 
 
 def _route(event: dict[str, Any]) -> dict[str, Any]:
@@ -192,21 +201,20 @@ def _route(event: dict[str, Any]) -> dict[str, Any]:
     method, path = event.get("httpMethod"), event.get("path")
     if path != UPLOAD_PATH or method != "POST":
         shown = f"{str(method)[:10]} {str(path)[:100]}"  # echoed, so bounded
-        return _json(404, error_body("not_found", f"no such endpoint: {shown}; POST images to {UPLOAD_PATH}"))
+        return json_response(404, error_body("not_found", f"no such endpoint: {shown}; POST images to {UPLOAD_PATH}"))
     try:
         return _upload(event)
     except IngestError as e:
         logger.info("upload refused", extra={"status": e.status, "code": e.code})
         _count_reject(e.code)
-        return _json(e.status, error_body(e.code, e.reason))
+        return json_response(e.status, error_body(e.code, e.reason))
     except PublishError as e:
         logger.error("publish failed; answering 503", extra={"failed": e.failed, "error": str(e)})
         metrics.add_metric(name="PublishFailures", unit=MetricUnit.Count, value=1)
-        reason = "the ticket stream is temporarily unavailable; retry the same request later (it is safe to repeat)"
-        return _json(503, error_body("unavailable", reason), {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return unavailable()
     except Exception:
         logger.exception("unexpected error")
-        return _json(500, error_body("internal_error", "unexpected server error; it has been logged"))
+        return json_response(500, error_body("internal_error", "unexpected server error; it has been logged"))
 
 
 def _traced(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,7 +13,6 @@ The durability promise is unchanged: 200 means the records are on disk.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -146,13 +145,7 @@ class CommittingStream:
 
 def unavailable_response(error: PublishError) -> dict:
     """The handler's answer when publishing fails: 503 + ``Retry-After`` (safe to retry: ids are stable)."""
-    from ingest.handler import RETRY_AFTER_SECONDS, error_body
+    from ingest.handler import unavailable
 
     log.error("group commit failed; answering 503: %s", error)
-    reason = "the ticket stream is temporarily unavailable; retry the same request later (it is safe to repeat)"
-    return {
-        "statusCode": 503,
-        "headers": {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER_SECONDS)},
-        "body": json.dumps(error_body("unavailable", reason)),
-        "isBase64Encoded": False,
-    }
+    return unavailable()

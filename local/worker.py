@@ -184,12 +184,13 @@ class Invoker:
 
     def __call__(self, event: dict) -> dict:
         """The handler's response to ``event``: 200 only after its records are committed; 429 if busy."""
+        from ingest.handler import error_body, json_response
         from local.groupcommit import unavailable_response
 
         if not self._in_flight.acquire(timeout=BUSY_WAIT_S):
             self._add(requests=1, busy=1)
-            body = json.dumps({"error": {"code": "too_many_requests", "reason": "server busy; retry in a second"}})
-            return {"statusCode": 429, "headers": {"Retry-After": "1"}, "body": body}
+            busy = error_body("too_many_requests", "server busy; retry in a second")
+            return json_response(429, busy, {"Retry-After": "1"})
         try:
             with self._handler_lock:  # the ports record one request at a time; the logger's keys are module state
                 self.ports.take()
