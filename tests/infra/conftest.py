@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import json
+import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from deploy.config import PROJECT
 from deploy.mocks import REPO_ROOT, ProgramRun, run_program
+
+
+def assert_pins_within_declared_ranges(pins: Iterable[str]) -> None:
+    """Every ``name==version`` pin (Lambda zip, Glue job) satisfies pyproject's range for that package, if any."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    declared = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    ranges = {canonicalize_name(r.name): r.specifier for r in declared}
+    for pin in pins:
+        req = Requirement(pin)
+        version = next(iter(req.specifier)).version
+        spec = ranges.get(canonicalize_name(req.name))
+        assert spec is None or spec.contains(version), f"{pin} is outside pyproject's {req.name}{spec}"
+
 
 CAMERAS = [
     {"camera_id": "rex-1-door", "cinema_id": "REX", "room_id": "1", "tz": "America/Sao_Paulo", "key_id": "ck_a1"},

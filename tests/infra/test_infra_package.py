@@ -13,16 +13,15 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 from deploy import lambda_package as lp
 from deploy.archive import write_zip
+
+from .conftest import assert_pins_within_declared_ranges
 
 pytestmark = pytest.mark.slow
 
@@ -76,15 +75,7 @@ def test_every_bundled_dependency_is_satisfied(deployed):
 
 
 def test_pins_satisfy_the_projects_declared_ranges():
-    project = tomllib.loads((lp.REPO_ROOT / "pyproject.toml").read_text("utf-8"))["project"]
-    declared = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
-    ranges = {canonicalize_name(r.name): r.specifier for r in declared}
-    for pin in lp.LAMBDA_REQUIREMENTS:
-        req = Requirement(pin)
-        version = next(iter(req.specifier)).version
-        spec = ranges.get(canonicalize_name(req.name))
-        if spec is not None:
-            assert spec.contains(version), f"{pin} is outside pyproject's {req.name}{spec}"
+    assert_pins_within_declared_ranges(lp.LAMBDA_REQUIREMENTS)
 
 
 def test_archive_is_deterministic(tmp_path):
