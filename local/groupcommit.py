@@ -3,7 +3,7 @@
 The decoding workers run the Lambda handler with :class:`RecordingPorts`, which only *record* what
 the handler publishes.  The parent process hands each request's records to one
 :class:`GroupCommitter`, which writes the records of every request waiting at that moment in one
-stream transaction and one queue transaction, and only then lets the request answer 200.
+transaction (stream entries and queue messages together), and only then lets the request answer 200.
 
 Why: ``stream.sqlite`` commits with ``synchronous=FULL`` (an fsync per transaction, about 7 ms on
 the reference machine).  With a transaction per request, each worker spent as long waiting for the
@@ -46,11 +46,11 @@ class RecordingPorts:
 
 
 class GroupCommitter:
-    """Makes what concurrent requests published durable together: one stream and one queue transaction.
+    """Makes what concurrent requests published durable together: one transaction for stream and queue.
 
     :meth:`commit` blocks until the records are in ``store`` (``synchronous=FULL``: a returned commit
     survives a kill or power cut) and raises ``PublishError`` if they could not be written.  While one
-    group is being written the next accumulates, so a busy server does two fsyncs per *group* of
+    group is being written the next accumulates, so a busy server does one fsync per *group* of
     requests instead of two per request.  Thread-safe.
     """
 
@@ -120,8 +120,9 @@ class GroupCommitter:
 
     def _write(self, group: list) -> None:
         try:
-            self.store.put([e for entries, _m, _f in group for e in entries])
-            self.store.send([m for _e, messages, _f in group for m in messages])
+            self.store.publish(
+                [e for entries, _m, _f in group for e in entries], [m for _e, messages, _f in group for m in messages]
+            )
         except Exception as e:  # PublishError (or a bug): every request of the group answers 503
             err = e if isinstance(e, PublishError) else PublishError(f"group commit failed: {e}")
             for *_x, done in group:

@@ -10,7 +10,7 @@
   ``max_attempts`` receives (the dead-letter queue).  ``send`` drops a message whose ``dedup_id`` was
   sent within :data:`DEDUP_WINDOW_S` (SQS FIFO's 5-minute de-duplication interval).
 
-Durability: ``synchronous=FULL`` in WAL mode -- a returned ``put``/``send`` survives a process kill
+Durability: ``synchronous=FULL`` in WAL mode -- a returned ``put``/``send``/``publish`` survives a process kill
 and a power cut.  Several processes may open the same file (a server writing, the ETL reading);
 writers wait up to ``busy_timeout_s`` for each other.  Within a process one instance is thread-safe
 (one connection serialised by a lock).
@@ -216,18 +216,33 @@ class SqliteStore:
         Raises:
             PublishError: the store could not accept them (locked, disk full, corrupt).
         """
-        if not entries:
+        self.publish(entries, ())
+
+    def publish(self, entries: Sequence[StreamEntry], messages: Sequence[QueueMessage]) -> None:
+        """Append stream entries and enqueue messages in one durable transaction: all or none.
+
+        What :meth:`put` then :meth:`send` do, with one commit (one fsync) instead of two -- the local
+        group committer writes every waiting request this way.  Messages whose ``dedup_id`` was sent
+        within the window are dropped, as in :meth:`send`.
+
+        Raises:
+            PublishError: the store could not accept them (locked, disk full, corrupt); nothing was written.
+        """
+        if not entries and not messages:
             return
         now = self._clock()
         try:
             with self._tx() as db:
-                db.executemany(
-                    "INSERT INTO stream(partition_key, data, arrived_at) VALUES (?, ?, ?)",
-                    [(e.partition_key, bytes(e.data), now) for e in entries],
-                )
+                if entries:
+                    db.executemany(
+                        "INSERT INTO stream(partition_key, data, arrived_at) VALUES (?, ?, ?)",
+                        [(e.partition_key, bytes(e.data), now) for e in entries],
+                    )
+                if messages:
+                    self._enqueue(db, messages, now)
         except (sqlite3.Error, StoreError) as e:
             msg = _explain(e, self.path) if isinstance(e, sqlite3.Error) else str(e)
-            raise PublishError(msg, failed=len(entries)) from e
+            raise PublishError(msg, failed=len(entries) or len(messages)) from e
 
     def read(self, after_seq: int, limit: int = 1000) -> list[StreamRow]:
         """Up to ``limit`` entries with ``seq > after_seq``, in order."""
@@ -298,24 +313,20 @@ class SqliteStore:
         Raises:
             PublishError: the store could not accept them.
         """
-        if not messages:
-            return
-        now = self._clock()
-        try:
-            with self._tx() as db:
-                db.execute("DELETE FROM queue_dedup WHERE sent_at < ?", (now - DEDUP_WINDOW_S,))
-                for m in messages:
-                    seen = db.execute("SELECT 1 FROM queue_dedup WHERE dedup_id = ?", (m.dedup_id,)).fetchone()
-                    if seen:
-                        continue
-                    db.execute("INSERT INTO queue_dedup(dedup_id, sent_at) VALUES (?, ?)", (m.dedup_id, now))
-                    db.execute(
-                        "INSERT INTO queue(group_id, dedup_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
-                        (m.group_id, m.dedup_id, bytes(m.body), now, now),
-                    )
-        except (sqlite3.Error, StoreError) as e:
-            msg = _explain(e, self.path) if isinstance(e, sqlite3.Error) else str(e)
-            raise PublishError(msg, failed=len(messages)) from e
+        self.publish((), messages)
+
+    @staticmethod
+    def _enqueue(db: sqlite3.Connection, messages: Sequence[QueueMessage], now: float) -> None:
+        db.execute("DELETE FROM queue_dedup WHERE sent_at < ?", (now - DEDUP_WINDOW_S,))
+        for m in messages:
+            seen = db.execute("SELECT 1 FROM queue_dedup WHERE dedup_id = ?", (m.dedup_id,)).fetchone()
+            if seen:
+                continue
+            db.execute("INSERT INTO queue_dedup(dedup_id, sent_at) VALUES (?, ?)", (m.dedup_id, now))
+            db.execute(
+                "INSERT INTO queue(group_id, dedup_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
+                (m.group_id, m.dedup_id, bytes(m.body), now, now),
+            )
 
     def receive(self, max_messages: int = 10, visibility_s: float | None = None) -> list[Received]:
         """Up to ``max_messages`` visible messages, at most one per group (the oldest unsettled one).

@@ -13,20 +13,18 @@ from stream.sqlite import SqliteStore
 
 
 class SlowStore:
-    """Records each put/send call; each takes 50 ms (an fsync) so that requests pile up meanwhile."""
+    """Records each transaction (entries, messages); each takes 50 ms (an fsync) so that requests pile up."""
 
     def __init__(self, fail: bool = False) -> None:
         self.puts: list[int] = []
         self.sends: list[int] = []
         self.fail = fail
 
-    def put(self, entries) -> None:
+    def publish(self, entries, messages) -> None:
         time.sleep(0.05)
         if self.fail:
             raise PublishError("disk full", failed=len(entries))
         self.puts.append(len(entries))
-
-    def send(self, messages) -> None:
         self.sends.append(len(messages))
 
 
@@ -48,6 +46,7 @@ def _commit_concurrently(committer: GroupCommitter, n: int) -> list[BaseExceptio
 
 
 def test_concurrent_commits_are_grouped_into_few_transactions_and_all_succeed():
+    # one transaction per group holds both the stream entries and the queue messages
     store = SlowStore()
     committer = GroupCommitter(store).start()
     errors = _commit_concurrently(committer, 20)

@@ -54,6 +54,23 @@ def test_stream_put_read_head_and_reopen(store, tmp_path, clock):
     again.close()
 
 
+def test_publish_writes_entries_and_messages_in_one_transaction(store):
+    store.publish([StreamEntry("a", b"1")], [msg("m1"), msg("m1")])
+    assert store.head() == 1 and store.queue_depth()["ready"] == 1  # the duplicate message is dropped, as by send
+
+
+def test_publish_is_all_or_nothing_when_the_queue_part_fails(store):
+    import sqlite3
+
+    db = sqlite3.connect(store.path, isolation_level=None)
+    db.execute("CREATE TRIGGER queue_full BEFORE INSERT ON queue BEGIN SELECT RAISE(ABORT, 'queue full'); END")
+    db.close()
+    with pytest.raises(PublishError, match="queue full") as raised:
+        store.publish([StreamEntry("a", b"1"), StreamEntry("b", b"2")], [msg("m1")])
+    assert raised.value.failed == 2
+    assert store.head() == 0 and store.read(0, 10) == []  # the stream entries were rolled back with it
+
+
 def test_checkpoint_intent_and_commit(store):
     assert store.checkpoint("etl").seq == 0
     store.begin_batch("etl", 10)
