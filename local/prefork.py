@@ -8,7 +8,8 @@ request is one small pipe message: the records the request published, handed to 
 
 The parent also supervises: a worker that dies is logged and replaced (same slot, same counters);
 ``stop`` drains every worker (requests in progress finish and commit, idle keep-alive connections
-close) before it returns.  A single dispatcher thread serves every pipe.
+close) before it returns.  Each worker's pipe has its own reader thread (a blocking read: cheaper per
+message than polling every pipe), and one supervisor thread watches for exits.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from local.groupcommit import GroupCommitter
-from local.worker import COUNTERS, WorkerSpec
+from local.worker import COUNTERS, WorkerSpec, from_wire, send_message
 from local.worker import run as worker_run
 from stream.ports import PublishError
 
@@ -50,6 +51,7 @@ class _Worker:
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     ready: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
+    reader: threading.Thread | None = None
 
 
 class PreforkServer:
@@ -87,7 +89,7 @@ class PreforkServer:
         self._workers: dict[int, _Worker] = {}
         self._stopping = False
         self._socket: socket.socket | None = None
-        self._dispatcher = threading.Thread(target=self._dispatch, name="worker-pipes", daemon=True)
+        self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
         self.server_address: tuple[str, int] = address
 
     @property
@@ -107,7 +109,7 @@ class PreforkServer:
         self.server_address = self._socket.getsockname()[:2]
         for slot in range(self.n):
             self._spawn(slot)
-        self._dispatcher.start()
+        self._supervisor.start()
         deadline = time.monotonic() + START_TIMEOUT_S
         for w in list(self._workers.values()):
             while not w.ready.wait(0.1):
@@ -130,7 +132,10 @@ class PreforkServer:
         p.daemon = True
         p.start()
         child_end.close()
-        self._workers[slot] = _Worker(slot, p, parent_end)
+        w = _Worker(slot, p, parent_end)
+        w.reader = threading.Thread(target=self._read_pipe, args=(w,), name=f"worker-pipe-{slot}", daemon=True)
+        w.reader.start()
+        self._workers[slot] = w
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Drain: every worker stops accepting, finishes its requests in progress (their records are
@@ -141,9 +146,8 @@ class PreforkServer:
             self._socket.close()  # the workers hold their own copies until they drain
         workers = list(self._workers.values())
         for w in workers:
-            with contextlib.suppress(OSError), w.send_lock:
-                w.conn.send(("drain",))
-        # wait on the sentinels only: the dispatcher reaps the processes (two threads waiting for the
+            self._answer(w, ("drain",))
+        # wait on the sentinels only: the supervisor reaps the processes (two threads waiting for the
         # same child race in waitpid, and the loser would take an exiting worker for a live one)
         pending = {w.process.sentinel: w for w in workers}
         deadline = time.monotonic() + timeout_s
@@ -153,10 +157,12 @@ class PreforkServer:
         for w in pending.values():
             log.warning("worker %d did not drain within %.0f s; killing it", w.slot, timeout_s)
             w.process.kill()
-        if self._dispatcher.is_alive():
-            self._dispatcher.join(timeout=10)
+        if self._supervisor.is_alive():
+            self._supervisor.join(timeout=10)
         for w in workers:
-            w.process.join(5)  # the dispatcher has stopped: nothing else waits for these now
+            w.process.join(5)  # the supervisor has stopped: nothing else waits for these now
+            if w.reader is not None:
+                w.reader.join(5)  # it reads to the end of the exited worker's pipe
             w.conn.close()
         self._workers.clear()
 
@@ -178,32 +184,30 @@ class PreforkServer:
         k, i = len(COUNTERS), COUNTERS.index(name)
         return [self._counters[s * k + i] for s in range(self.n)]
 
-    # -- dispatcher ----------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        """Serve every worker's pipe; restart dead workers (until stopping)."""
+    # -- pipes and supervision ---------------------------------------------------------------
+    def _supervise(self) -> None:
+        """Restart workers that exit (until stopping); return once every worker has exited."""
         while True:
-            by_conn = {w.conn: w for w in self._workers.values() if not w.conn.closed}
             by_sentinel = {w.process.sentinel: w for w in self._workers.values()}
             if self._stopping and not any(w.process.is_alive() for w in self._workers.values()):
                 return
-            for ready in wait([*by_conn, *by_sentinel], timeout=0.5):
-                if ready in by_conn:
-                    w = by_conn[ready]
-                    self._receive(w)
-                    while not w.conn.closed and w.conn.poll():  # drain: one wait() per burst, not per message
-                        self._receive(w)
-                elif ready in by_sentinel:
-                    self._reap(by_sentinel[ready])
+            for ready in wait(list(by_sentinel), timeout=0.5):
+                self._reap(by_sentinel[ready])
 
-    def _receive(self, w: _Worker) -> None:
-        try:
-            msg = w.conn.recv()
-        except (EOFError, OSError):  # the worker is exiting: its sentinel follows
-            w.conn.close()
-            return
+    def _read_pipe(self, w: _Worker) -> None:
+        """Serve one worker's messages until its end of the pipe closes (it exited)."""
+        while True:
+            try:
+                msg = w.conn.recv()
+            except (EOFError, OSError):  # the worker is exiting: the supervisor reaps it
+                return
+            self._receive(w, msg)
+
+    def _receive(self, w: _Worker, msg: tuple) -> None:
         kind = msg[0]
         if kind == "commit":
-            _kind, rid, entries, messages = msg
+            rid = msg[1]
+            entries, messages = from_wire(msg[2], msg[3])
             try:
                 fut = self.committer.submit(entries, messages)
             except PublishError as e:
@@ -224,7 +228,7 @@ class PreforkServer:
 
     def _answer(self, w: _Worker, msg: tuple) -> None:
         with contextlib.suppress(OSError), w.send_lock:  # a dead worker's requests are gone anyway
-            w.conn.send(msg)
+            send_message(w.conn, msg)
 
     def _reap(self, w: _Worker) -> None:
         w.process.join(1)
@@ -233,10 +237,11 @@ class PreforkServer:
         if self._workers.get(w.slot) is not w:
             return
         if self._stopping:
-            w.conn.close()
-            return
+            return  # stop() closes the pipe once its reader has finished
         code = w.process.exitcode
         log.error("worker %d (pid %s) exited with code %s; starting a new one", w.slot, w.process.pid, code)
+        if w.reader is not None:
+            w.reader.join(5)  # the dead worker's pipe is at its end: its reader returns
         w.conn.close()
         wait_s = RESTART_BACKOFF_S - (time.monotonic() - w.started)
         if wait_s > 0:  # a worker that dies at once (broken install) must not spin

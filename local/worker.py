@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import json
 import logging
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -34,12 +34,12 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from local.malloc import keep_freed_buffers
 from stream.ports import PublishError, QueueMessage, StreamEntry
@@ -81,6 +81,45 @@ class WorkerSpec:
 # ------------------------------------------------------------------------------------------- parent link
 
 
+def send_message(conn: Connection, msg: tuple) -> None:
+    """Send one pipe message (a tuple of plain values).
+
+    ``Connection.send`` would pickle with multiprocessing's ``ForkingPickler``, which copies its
+    reducer table on every call; these messages hold no descriptors, so plain ``pickle`` does
+    (``Connection.recv`` reads either).
+    """
+    conn.send_bytes(pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
+
+
+def to_wire(entries: Sequence[StreamEntry], messages: Sequence[QueueMessage]) -> tuple[list, list]:
+    """A request's records as tuples of str/bytes (cheaper to pickle than the frozen dataclasses)."""
+    return [(e.partition_key, e.data) for e in entries], [(m.body, m.group_id, m.dedup_id) for m in messages]
+
+
+def from_wire(entries: list, messages: list) -> tuple[list[StreamEntry], list[QueueMessage]]:
+    """The inverse of :func:`to_wire` (in the parent)."""
+    return [StreamEntry(*e) for e in entries], [QueueMessage(*m) for m in messages]
+
+
+class _Reply:
+    """One awaited answer from the parent: set once by the reader thread, waited for by one request."""
+
+    __slots__ = ("_done", "error", "value")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.value, self.error = value, error
+        self._done.release()
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._done.acquire(timeout=timeout_s)
+
+
 class ParentLink:
     """The worker's end of its pipe to the parent: commit requests, health questions, the drain order.
 
@@ -92,7 +131,7 @@ class ParentLink:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._send_lock = threading.Lock()
-        self._waiting: dict[int, Future] = {}
+        self._waiting: dict[int, _Reply] = {}
         self._ids = itertools.count(1)
         self.drain = threading.Event()
         """Set when the parent asks this worker to drain, or is gone."""
@@ -105,12 +144,12 @@ class ParentLink:
 
     def send(self, msg: tuple) -> None:
         with self._send_lock:
-            self.conn.send(msg)
+            send_message(self.conn, msg)
 
     def _ask(self, kind: str, *payload: Any, timeout_s: float) -> Any:
-        fut: Future = Future()
+        reply = _Reply()
         rid = next(self._ids)
-        self._waiting[rid] = fut
+        self._waiting[rid] = reply
         try:
             if self.gone:
                 raise PublishError("the server's main process is gone; retry the same request later")
@@ -118,10 +157,11 @@ class ParentLink:
                 self.send((kind, rid, *payload))
             except OSError as e:
                 raise PublishError(f"the server's main process is unreachable ({e}); retry later") from e
-            try:
-                return fut.result(timeout_s)
-            except FutureTimeout:
-                raise PublishError(f"no answer from the server's main process within {timeout_s:.0f} s") from None
+            if not reply.wait(timeout_s):
+                raise PublishError(f"no answer from the server's main process within {timeout_s:.0f} s")
+            if reply.error is not None:
+                raise reply.error
+            return reply.value
         finally:
             self._waiting.pop(rid, None)
 
@@ -133,7 +173,7 @@ class ParentLink:
         """
         if not entries and not messages:
             return
-        error = self._ask("commit", list(entries), list(messages), timeout_s=COMMIT_TIMEOUT_S)
+        error = self._ask("commit", *to_wire(entries, messages), timeout_s=COMMIT_TIMEOUT_S)
         if error is not None:
             raise PublishError(error, failed=len(entries))
 
@@ -153,13 +193,14 @@ class ParentLink:
             if msg[0] == "drain":
                 self.drain.set()
                 continue
-            fut = self._waiting.get(msg[1])  # ("ack", id, error | None) or ("health", id, doc)
-            if fut is not None and not fut.done():
-                fut.set_result(msg[2])
+            reply = self._waiting.pop(msg[1], None)  # ("ack", id, error | None) or ("health", id, doc)
+            if reply is not None:
+                reply.set(msg[2])
         self.gone = True
-        for fut in list(self._waiting.values()):
-            if not fut.done():
-                fut.set_exception(PublishError("the server's main process is gone; retry the same request later"))
+        for rid in list(self._waiting):
+            reply = self._waiting.pop(rid, None)
+            if reply is not None:
+                reply.set(error=PublishError("the server's main process is gone; retry the same request later"))
         self.drain.set()
 
 
@@ -210,8 +251,8 @@ class Invoker:
             self._add(requests=1, errors=1)
             return
         try:
-            frames = json.loads(response.get("body") or "{}").get("frames", [])
-        except ValueError:
+            frames = orjson.loads(response.get("body") or "{}").get("frames", [])
+        except (ValueError, AttributeError):
             frames = []
         self._add(requests=1, frames=len(frames), reads=sum(len(f.get("codes", [])) for f in frames))
 
