@@ -200,6 +200,14 @@ def test_emf_metrics_count_frames_reads_and_rejects_by_reason(wired, capsys, mon
     assert [(m["reason"], m["service"]) for m in rejects] == [("truncated_image", ingest_handler.SERVICE_NAME)]
 
 
+def test_with_metrics_disabled_no_metric_is_buffered_or_printed(wired, capsys, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    for _ in range(30):  # Powertools prints a buffer of 100 values even when disabled: none may pile up
+        call(load("upload_batch"))
+    assert not ingest_handler.metrics.metric_set
+    assert '"_aws"' not in capsys.readouterr().out
+
+
 def test_importing_the_handler_builds_no_aws_client_and_cold_start_uses_the_environment(monkeypatch, aws):
     ingest_handler.reset()
     monkeypatch.setenv("READS_STREAM_NAME", aws.stream_name)
