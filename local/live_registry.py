@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from ingest.cameras import Camera, Registry
@@ -11,19 +12,27 @@ from ingest.cameras import Camera, Registry
 class LiveRegistry(Registry):
     """A registry file re-read when it changes, so ``monuv-qr cameras add`` applies to a running server.
 
-    Each lookup costs one ``stat`` of the file; the file is parsed again only when its modification
-    time or size changed.  Thread-safe.
+    A lookup looks at the file (one ``stat``) when the last look is more than ``check_every_s`` old:
+    a camera added or revoked takes effect within that time.  The file is parsed again only when its
+    modification time or size changed.  Thread-safe.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, check_every_s: float = 1.0) -> None:
         super().__init__()
         self.path = path
+        self.check_every_s = check_every_s
         self._stamp: tuple[int, int] | None = None
+        self._checked = float("-inf")
         self._lock = threading.Lock()
         self.refresh()
 
-    def refresh(self) -> None:
-        """Re-read the file if it changed since the last look (a missing file is an empty registry)."""
+    def refresh(self, force: bool = True) -> None:
+        """Re-read the file if it changed (a missing file is an empty registry); without ``force``,
+        only if the last look is more than ``check_every_s`` old."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.check_every_s:
+            return
+        self._checked = now
         try:
             st = self.path.stat()
             stamp = (st.st_mtime_ns, st.st_size)
@@ -35,9 +44,9 @@ class LiveRegistry(Registry):
                 self._stamp = stamp
 
     def by_key_id(self, key_id: str | None) -> Camera | None:
-        self.refresh()
+        self.refresh(force=False)
         return super().by_key_id(key_id)
 
     def authenticate(self, key: str | None) -> Camera | None:
-        self.refresh()
+        self.refresh(force=False)
         return super().authenticate(key)

@@ -11,11 +11,15 @@ serves the API description.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
+from email.utils import formatdate
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,8 +47,62 @@ ROUTES: dict[str, tuple[str, ...]] = {
 """The methods each route answers; any other method gets 405 with an ``Allow`` header."""
 
 
+MAX_HEADER_LINE = 65536
+MAX_HEADERS = 100
+"""Header limits, as ``http.client`` enforces them (a longer line or more headers is a 431)."""
+
+
 def error_body(code: str, reason: str) -> bytes:
     return json.dumps({"error": {"code": code, "reason": reason}}).encode("utf-8")
+
+
+def read_headers(rfile: Any) -> http.client.HTTPMessage:
+    """Read a request's header block into the ``HTTPMessage`` that ``http.server`` would build.
+
+    Same limits and the same message type as ``http.client.parse_headers``, without its detour
+    through the e-mail parser (a tenth of a millisecond per request).  A line folded onto the
+    previous header (obsolete line folding) is joined to it with a space.
+
+    Raises:
+        http.client.LineTooLong: a line over ``MAX_HEADER_LINE`` bytes.
+        http.client.HTTPException: more than ``MAX_HEADERS`` headers.
+        ValueError: a line that is not ``name: value``.
+    """
+    msg = http.client.HTTPMessage()
+    pairs: list[list[str]] = []
+    while True:
+        line = rfile.readline(MAX_HEADER_LINE + 1)
+        if len(line) > MAX_HEADER_LINE:
+            raise http.client.LineTooLong("header line")
+        if line in (b"\r\n", b"\n", b""):
+            break
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t"):
+            if not pairs:
+                raise ValueError("the first header line is a continuation line")
+            pairs[-1][1] += " " + text.lstrip(" \t")
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or name != name.strip():
+            raise ValueError(f"not a 'name: value' header line: {text[:60]!r}")
+        pairs.append([name, value.lstrip(" \t")])  # trailing blanks stay, as with http.client
+        if len(pairs) > MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+    for name, value in pairs:
+        msg.set_raw(name, value)
+    return msg
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The ``Date`` header value for now (formatted once per second)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -77,26 +135,88 @@ class _Handler(BaseHTTPRequestHandler):
             self.handle_one_request()
 
     def parse_request(self) -> bool:
+        """``BaseHTTPRequestHandler.parse_request`` with :func:`read_headers` for the header block.
+
+        The request line gets the standard library's checks and answers (bad or 2.0+ version,
+        HTTP/0.9 lines); the headers its limits (431) plus a 400 for a malformed line.
+        """
         self.server.track(self.connection, busy=True)  # a request line arrived: stop() lets it finish
-        return super().parse_request()
+        if not self._parse_request_line():
+            return False
+        try:
+            self.headers = read_headers(self.rfile)
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+            return False
+        except ValueError as err:
+            self.send_error(HTTPStatus.BAD_REQUEST, str(err))
+            return False
+        conntype = self.headers.get("Connection", "").lower()
+        if conntype == "close":
+            self.close_connection = True
+        elif conntype == "keep-alive":
+            self.close_connection = False
+        if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version >= "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
+    def _parse_request_line(self) -> bool:
+        """The request-line half of the standard library's ``parse_request`` (same checks, same answers)."""
+        self.command = None
+        self.request_version = version = self.default_request_version
+        self.close_connection = True
+        self.requestline = requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            number = version[5:].split(".") if version.startswith("HTTP/") else []
+            if len(number) != 2 or not all(n.isdigit() and len(n) <= 10 for n in number):
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
+                return False
+            major_minor = int(number[0]), int(number[1])
+            if major_minor >= (2, 0):
+                self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({version[5:]})")
+                return False
+            self.close_connection = major_minor < (1, 1)
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad HTTP/0.9 request type ({command!r})")
+                return False
+        self.command, self.path = command, "/" + path.lstrip("/") if path.startswith("//") else path
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:  # route access logs to logging
         if log.isEnabledFor(logging.DEBUG):  # (formatting every access line costs ~30 us per request)
             log.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json", headers=None) -> None:
-        self.send_response(status)
+        """Status line, headers and body in one write (see ``disable_nagle_algorithm``)."""
+        self.log_request(status)
         if self.server.draining:  # shutting down: this is the connection's last answer
             self.close_connection = True
             headers = {**(headers or {}), "Connection": "close"}
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        reason = self.responses[status][0] if status in self.responses else ""
+        head = (
+            f"{self.protocol_version} {status} {reason}\r\nServer: {self.version_string()}\r\n"
+            f"Date: {http_date()}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        )
         for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self._headers_buffer.append(b"\r\n")  # end_headers(), but flushed together with the body
-        if self.command != "HEAD":
-            self._headers_buffer.append(body)
-        self.flush_headers()
+            head += f"{k}: {v}\r\n"
+            if k.lower() == "connection" and v.lower() == "close":
+                self.close_connection = True
+        data = (head + "\r\n").encode("latin-1", "strict")
+        self.wfile.write(data if self.command == "HEAD" else data + body)
 
     def _error(self, status: int, code: str, reason: str, close: bool = False, headers=None) -> None:
         if close:

@@ -152,3 +152,46 @@ def test_servers_in_several_threads_share_one_listening_socket_and_each_answers_
         for s in servers:
             s.stop()
         assert time.monotonic() - t0 < 5, "a server that lost an accept race must not hang in accept()"
+
+
+def _raw_exchange(srv, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(srv.server_address[:2], timeout=10) as s:
+        s.sendall(data)
+        resp = b""
+        while chunk := s.recv(65536):
+            resp += chunk
+    head, _, body = resp.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return int(lines[0].split(" ", 2)[1]), dict(line.split(": ", 1) for line in lines[1:]), body
+
+
+def test_header_block_is_read_like_http_client_folded_lines_joined_trailing_blanks_kept(api):
+    srv, fake = api
+    status, headers, _ = _raw_exchange(
+        srv,
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nX-API-KEY:   good\r\nContent-Type: image/jpeg\r\n"
+        b"X-Note: first\r\n  folded\r\nX-Pad: v \t\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+    )
+    assert status == 200
+    assert headers["Date"].endswith(" GMT") and headers["Content-Length"] == "14"
+    sent = fake.events[0]["headers"]
+    assert (sent["X-Note"], sent["X-Pad"]) == ("first folded", "v \t")
+    assert "X-API-KEY" not in sent and fake.events[0]["requestContext"]["identity"]["apiKeyId"] == "ck_1"
+
+
+@pytest.mark.parametrize(
+    ("header_block", "status"),
+    [
+        (b"Host: x\r\nno colon here\r\n", 400),
+        (b" leading continuation\r\nHost: x\r\n", 400),
+        (b"Bad Name : v\r\n", 400),
+        (b"X: " + b"a" * 70_000 + b"\r\n", 431),
+        (b"".join(b"X-%d: v\r\n" % i for i in range(101)), 431),
+    ],
+    ids=["no-colon", "first-line-folded", "blank-in-name", "70k-line", "101-headers"],
+)
+def test_malformed_or_oversized_header_blocks_are_4xx_json_and_never_reach_the_handler(api, header_block, status):
+    srv, fake = api
+    got, headers, body = _raw_exchange(srv, b"POST /upload HTTP/1.1\r\n" + header_block + b"\r\n")
+    assert got == status and headers["Connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "bad_request" and fake.events == []
