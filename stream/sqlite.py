@@ -319,10 +319,9 @@ class SqliteStore:
     def _enqueue(db: sqlite3.Connection, messages: Sequence[QueueMessage], now: float) -> None:
         db.execute("DELETE FROM queue_dedup WHERE sent_at < ?", (now - DEDUP_WINDOW_S,))
         for m in messages:
-            seen = db.execute("SELECT 1 FROM queue_dedup WHERE dedup_id = ?", (m.dedup_id,)).fetchone()
-            if seen:
+            fresh = db.execute("INSERT OR IGNORE INTO queue_dedup(dedup_id, sent_at) VALUES (?, ?)", (m.dedup_id, now))
+            if fresh.rowcount != 1:  # sent within the window: a duplicate
                 continue
-            db.execute("INSERT INTO queue_dedup(dedup_id, sent_at) VALUES (?, ?)", (m.dedup_id, now))
             db.execute(
                 "INSERT INTO queue(group_id, dedup_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
                 (m.group_id, m.dedup_id, bytes(m.body), now, now),
