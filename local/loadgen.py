@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
+
 from local.malloc import keep_freed_buffers
 from stream.schema import format_ts, now_utc
 
@@ -47,12 +49,17 @@ def unique_jpeg(jpeg: bytes, tag: str) -> bytes:
     Raises:
         ValueError: ``jpeg`` does not start with a JPEG start-of-image marker, or ``tag`` is too long.
     """
+    return b"".join(unique_jpeg_parts(jpeg, tag))
+
+
+def unique_jpeg_parts(jpeg: bytes, tag: str) -> tuple[bytes, memoryview]:
+    """:func:`unique_jpeg` as two buffers (SOI + comment, then a view of the rest): nothing is copied."""
     if jpeg[:2] != b"\xff\xd8":
         raise ValueError("not a JPEG (no FFD8 start-of-image marker); unique_jpeg only handles JPEG frames")
     payload = tag.encode("utf-8")
     if len(payload) > 65000:
         raise ValueError(f"tag is {len(payload)} bytes; a JPEG comment holds at most 65533")
-    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    return b"\xff\xd8\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload, memoryview(jpeg)[2:]
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,7 @@ class Connection:
     """A minimal HTTP/1.1 keep-alive client for ``POST`` (the load generator's cameras).
 
     The load generator shares the machine's cores with the server it measures, so it avoids
-    ``http.client``'s per-request cost (e-mail header parsing, several sends): one ``sendall`` per
+    ``http.client``'s per-request cost (e-mail header parsing, several sends): one ``sendmsg`` per
     request with ``TCP_NODELAY``, and a response parser that reads only the status, ``Content-Length``
     and ``Connection``.  Not thread-safe: one per sending thread.
 
@@ -190,11 +197,11 @@ class Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = b""
 
-    def post(self, path: bytes, headers: bytes, body: bytes) -> tuple[int, bytes, bool]:
-        """Send one request (``headers``: CRLF-terminated lines) and return status, body, will-close."""
-        self.sock.sendall(
-            b"POST " + path + b" HTTP/1.1\r\n" + headers + b"Content-Length: %d\r\n\r\n" % len(body) + body
-        )
+    def post(self, path: bytes, headers: bytes, body: Sequence[bytes | memoryview]) -> tuple[int, bytes, bool]:
+        """Send one request (``headers``: CRLF-terminated lines; ``body``: its buffers, sent without
+        joining them) and return status, body, will-close."""
+        length = sum(len(part) for part in body)
+        self._send_all([b"POST " + path + b" HTTP/1.1\r\n" + headers + b"Content-Length: %d\r\n\r\n" % length, *body])
         while b"\r\n\r\n" not in self._buf:
             self._recv()
         head, _, rest = self._buf.partition(b"\r\n\r\n")
@@ -217,6 +224,15 @@ class Connection:
             self._recv()
         payload, self._buf = self._buf[:length], self._buf[length:]
         return int(status), payload, close
+
+    def _send_all(self, buffers: list) -> None:
+        views = [memoryview(b) for b in buffers]
+        while views:
+            sent = self.sock.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            if sent:
+                views[0] = views[0][sent:]
 
     def _recv(self) -> None:
         chunk = self.sock.recv(65536)
@@ -285,10 +301,10 @@ class LoadGenerator:
             self._next += 1
             return i
 
-    def request_body(self, i: int) -> tuple[str, bytes]:
-        """Camera id and unique JPEG of request number ``i`` (deterministic for a given tag)."""
+    def request_body(self, i: int) -> tuple[str, tuple[bytes, memoryview]]:
+        """Camera id and unique JPEG of request number ``i`` (deterministic for a given tag), as buffers."""
         f = self.frames[i % len(self.frames)]
-        return f.camera_id, unique_jpeg(f.image, f"{self.tag}#{i}")
+        return f.camera_id, unique_jpeg_parts(f.image, f"{self.tag}#{i}")
 
     def run(self, seconds: float | None = None, max_requests: int | None = None) -> LoadResult:
         """Send until ``seconds`` have passed or ``max_requests`` were sent (at least one must be given)."""
@@ -357,7 +373,7 @@ class LoadGenerator:
             time.sleep(min(1.0, 0.05 * attempts))
         sent = Sent(start - t0, time.monotonic() - start, status, attempts)
         if status == 200:
-            frames = json.loads(payload).get("frames", [])
+            frames = orjson.loads(payload).get("frames", [])
             sent.frame_ids = [f["frame_id"] for f in frames]
             sent.read_ids = [c["read_id"] for f in frames for c in f.get("codes", [])]
             sent.reads = len(sent.read_ids)
