@@ -1,6 +1,6 @@
 """Benchmark: the local server's sustained frames/s versus raw ``decode_frame`` on the same cores.
 
-Run:  .venv/bin/python bench/bench_serve.py [--seconds 20] [--concurrency 8] [--server-workers N]
+Run:  .venv/bin/python bench/bench_serve.py [--seconds 20] [--rounds 3] [--concurrency 8] [--server-workers N]
 Soak: .venv/bin/python bench/bench_serve.py --minutes 10      (RSS over time; not run in CI)
 
 Loopback only, bounded in time.  Steps, all in one run:
@@ -9,20 +9,21 @@ Loopback only, bounded in time.  Steps, all in one run:
    70 % one ticket, 10 % two, 20 % no code);
 2. baseline: a pool of ``--workers`` processes running ``decode_frame`` on those frames (frames/s, and
    the pool's CPU ms per frame);
-3. ``monuv-qr serve`` in a child process; the load generator (``local.loadgen``) in a *second*
-   child process posts unique raw-JPEG frames over ``--concurrency`` keep-alive connections for
-   ``--seconds``: sustained frames/s, request latency p50/p99, server RSS (server + workers), and CPU
-   ms per frame of the server's main process, of each worker and of the load generator;
-4. waits until ``/health`` shows the lake caught up, then checks every acknowledged frame is in
-   ``frames_unique`` exactly once and measures freshness = ``lake_at - received_at`` (upload ->
-   queryable in a view) p50/p99 over all frames;
-5. the baseline again (the machine may be shared; the two baselines bracket the server run);
-6. with ``--minutes M``: an open-loop run at ``--soak-rate`` (default 70 % of the measured capacity)
+3. ``--warmup`` seconds of load that is not measured (the first requests pay one-time costs), then
+   ``--rounds`` times: the load generator (``local.loadgen``) in a *second* child process posts unique
+   raw-JPEG frames to ``monuv-qr serve`` (started once, in a child process) over ``--concurrency``
+   keep-alive connections for ``--seconds`` -- sustained frames/s, request latency p50/p99, CPU ms
+   per frame of the server's main process, of each worker and of the load generator (counted until
+   the lake has caught up) -- then the baseline again while the server idles.  Each round's ratio is
+   against the two baselines around it: on a shared machine the speed drifts by 10 % and more within
+   minutes, so the median of several bracketed rounds is the figure to quote;
+4. checks every acknowledged frame is in ``frames_unique`` exactly once and measures freshness =
+   ``lake_at - received_at`` (upload -> queryable in a view) p50/p99 over all frames;
+5. with ``--minutes M``: an open-loop run at ``--soak-rate`` (default 70 % of the best round's rate)
    for M minutes, sampling RSS every 10 s, and compares the RSS of the last fifth with the second.
 
-Figures are printed as ratios against the baseline measured in the same run; the CPU-bound ratio
-(raw CPU per frame / server + load generator CPU per frame) is what the throughput ratio would be on
-otherwise idle cores (a shared machine makes the wall-clock ratio depend on the other jobs).
+The CPU-bound ratio (raw CPU per frame / server + load generator CPU per frame) is what the
+throughput ratio would be on otherwise idle cores.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.cameras import Registry
@@ -173,9 +176,51 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+@dataclass
+class Round:
+    """One server phase and the decode baselines measured just before and just after it."""
+
+    load: dict
+    cpu_ms: dict[str, float]
+    raw_before: tuple[float, float]
+    raw_after: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def raw_fps(self) -> float:
+        return (self.raw_before[0] + self.raw_after[0]) / 2
+
+    @property
+    def raw_cpu(self) -> float:
+        return (self.raw_before[1] + self.raw_after[1]) / 2
+
+    @property
+    def ratio(self) -> float:
+        return self.load["frames_per_s"] / self.raw_fps
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.raw_cpu / sum(self.cpu_ms.values())
+
+
+def server_round(server: ServerProcess, keys_file: Path, frame_dir: Path, out: Path, args, raw_before) -> Round:
+    """Load the running server for ``args.seconds``; CPU per frame counted until the lake has caught up."""
+    cpu0 = server_cpu(server)
+    load = run_loadgen(server.url, keys_file, frame_dir, out, concurrency=args.concurrency, seconds=args.seconds)
+    server.wait_lake_caught_up(120)  # the ETL's work for these frames belongs to this round
+    cpu1 = server_cpu(server)
+    s = load["summary"]
+    n = max(1, s["requests"])
+    cpu_ms = {k: (cpu1[k] - cpu0.get(k, 0.0)) * 1000 / n for k in cpu1}
+    cpu_ms = {k: round(v, 2) for k, v in cpu_ms.items() if v >= 0.01}  # (the spawn resource tracker idles)
+    cpu_ms["load generator"] = s["client_cpu_ms_per_request"]
+    return Round({**s, "requests_detail": load["requests"]}, cpu_ms, raw_before)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="length of each measured phase (default 20)")
+    p.add_argument("--rounds", type=int, default=3, help="server phases, each between two baselines (default 3)")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds of unmeasured load first (default 5)")
     p.add_argument("--concurrency", type=int, default=8, help="load generator connections (default 8)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="baseline decode processes (= cores)")
     p.add_argument("--server-workers", type=int, default=None, help="serve --workers (default: serve's own)")
@@ -185,6 +230,8 @@ def main() -> int:
     p.add_argument("--soak-rate", type=float, default=None, help="soak requests/s (default: 70%% of measured)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     frame_dir, data = tmp / "frames", tmp / "data"
@@ -195,42 +242,50 @@ def main() -> int:
     keys_file = tmp / "keys.json"
     keys_file.write_text(json.dumps(keys))
     w, h = args.size
-    say(f"[1/5] rendering {args.frames} frames ({w}x{h} JPEG) into {frame_dir} ...")
+    steps = 2 + 2 * args.rounds
+    say(f"[1/{steps}] rendering {args.frames} frames ({w}x{h} JPEG) into {frame_dir} ...")
     render_frameset(frame_dir, CAMERAS, n=args.frames, size=args.size, processes=args.workers)
 
-    say(f"[2/5] baseline: decode_frame in {args.workers} processes for {args.seconds:.0f} s ...")
-    raw1, raw_cpu1 = raw_decode_fps(frame_dir, args.workers, args.seconds)
-    say(f"      {raw1:.1f} frames/s, {raw_cpu1:.2f} ms CPU per frame")
+    def baseline(step: int) -> tuple[float, float]:
+        say(f"[{step}/{steps}] baseline: decode_frame in {args.workers} processes for {args.seconds:.0f} s ...")
+        fps, cpu = raw_decode_fps(frame_dir, args.workers, args.seconds)
+        say(f"      {fps:.1f} frames/s, {cpu:.2f} ms CPU per frame")
+        return fps, cpu
 
-    say(
-        f"[3/5] monuv-qr serve --workers {args.server_workers or 'default'}; load generator (second process), "
-        f"{args.concurrency} connections, {args.seconds:.0f} s ..."
-    )
+    raw = baseline(2)
     server = ServerProcess(data, workers=args.server_workers).start()
     rss: list[tuple[float, int]] = []
     stop = threading.Event()
     sampler = threading.Thread(target=sample_rss, args=(server, stop, 1.0, rss), daemon=True)
     sampler.start()
+    rounds: list[Round] = []
+    soak = None
     try:
-        cpu0 = server_cpu(server)
-        load = run_loadgen(
-            server.url, keys_file, frame_dir, tmp / "load.json", concurrency=args.concurrency, seconds=args.seconds
-        )
-        cpu1 = server_cpu(server)
-        s = load["summary"]
-        n = max(1, s["requests"])
-        cpu_ms = {k: (cpu1[k] - cpu0.get(k, 0.0)) * 1000 / n for k in cpu1}
-        cpu_ms = {k: round(v, 2) for k, v in cpu_ms.items() if v >= 0.01}  # (the spawn resource tracker idles)
-        cpu_ms["load generator"] = s["client_cpu_ms_per_request"]
-        say(f"      {json.dumps(s)}")
-        say("[4/5] waiting for the lake, then checking it ...")
-        health = server.wait_lake_caught_up(120)
-        acknowledged = [fid for r in load["requests"] if r["status"] == 200 for fid in r["frame_ids"]]
+        if args.warmup > 0:  # first requests pay one-time costs (imports, caches): not the sustained rate
+            say(f"      warming the server up for {args.warmup:g} s (not measured) ...")
+            warm = run_loadgen(
+                server.url, keys_file, frame_dir, tmp / "warmup.json", concurrency=args.concurrency, seconds=args.warmup
+            )
+            server.wait_lake_caught_up(120)
+        for r in range(args.rounds):
+            say(
+                f"[{3 + 2 * r}/{steps}] round {r + 1}: monuv-qr serve --workers {args.server_workers or 'default'}; "
+                f"load generator (second process), {args.concurrency} connections, {args.seconds:.0f} s ..."
+            )
+            rnd = server_round(server, keys_file, frame_dir, tmp / f"load-{r}.json", args, raw)
+            say(f"      {rnd.load['frames_per_s']:.1f} frames/s; CPU ms per frame {json.dumps(rnd.cpu_ms)}")
+            raw = rnd.raw_after = baseline(4 + 2 * r)  # the server idles meanwhile
+            rounds.append(rnd)
+        say("checking the lake ...")
+        answered = [q for rnd in rounds for q in rnd.load["requests_detail"]]
+        if args.warmup > 0:
+            answered += warm["requests"]
+        acknowledged = [fid for q in answered if q["status"] == 200 for fid in q["frame_ids"]]
         lake = lake_figures(data, acknowledged)
         say(f"      {json.dumps(lake)}")
-        soak = None
         if args.minutes > 0:
-            rate = args.soak_rate or round(0.7 * s["requests"] / s["seconds"], 1)
+            best = max(rnd.load["requests"] / rnd.load["seconds"] for rnd in rounds)
+            rate = args.soak_rate or round(0.7 * best, 1)
             say(f"[soak] {args.minutes:g} min at {rate} requests/s, RSS every 10 s ...")
             stop.set()
             sampler.join()
@@ -250,10 +305,9 @@ def main() -> int:
             )
             server.wait_lake_caught_up(300)
             acknowledged += [fid for r in soak_load["requests"] if r["status"] == 200 for fid in r["frame_ids"]]
-            soak = {"load": soak_load["summary"], "rss": soak_rss, "lake": lake_figures(data, acknowledged)}
-            (tmp / "soak-rss.csv").write_text(
-                "seconds,rss_mb\n" + "".join(f"{t:.0f},{b / 1e6:.1f}\n" for t, b in soak_rss)
-            )
+            csv = tmp / "soak-rss.csv"
+            csv.write_text("seconds,rss_mb\n" + "".join(f"{t:.0f},{b / 1e6:.1f}\n" for t, b in soak_rss))
+            soak = {"load": soak_load["summary"], "rss": soak_rss, "lake": lake_figures(data, acknowledged), "csv": csv}
         health = server.health()
     finally:
         stop.set()
@@ -261,11 +315,15 @@ def main() -> int:
         code = server.stop()
     say(f"      server stopped (exit {code})")
 
-    say(f"[5/5] baseline again for {args.seconds:.0f} s ...")
-    raw2, raw_cpu2 = raw_decode_fps(frame_dir, args.workers, args.seconds)
-    say(f"      {raw2:.1f} frames/s, {raw_cpu2:.2f} ms CPU per frame")
+    report(args, rounds, lake, health, rss, soak)
+    if not args.keep and not args.minutes:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"kept {tmp}")
+    return 0 if lake["missing"] == 0 else 1
 
-    raw = (raw1 + raw2) / 2
+
+def report(args, rounds: list[Round], lake: dict, health: dict, rss: list, soak: dict | None) -> None:
     rss_mb = [b / 1e6 for _t, b in rss]
     print("\n== bench_serve: local server vs decode_frame alone, same cores, same run ==")
     print(
@@ -273,14 +331,28 @@ def main() -> int:
         f"{args.server_workers or 'default (= cores)'}, load connections {args.concurrency}, "
         f"{args.seconds:.0f} s per phase, load average now {os.getloadavg()[0]:.1f}"
     )
-    print(f"raw decode_frame pool     {raw:8.1f} frames/s   (runs: {raw1:.1f}, {raw2:.1f})")
+    print("round | raw decode_frame (before/after) | server end to end | ratio | CPU ms per frame | CPU-bound ratio")
+    for i, rnd in enumerate(rounds, 1):
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in rnd.cpu_ms.items())
+        print(
+            f"{i:5d} | {rnd.raw_fps:6.1f} frames/s ({rnd.raw_before[0]:.1f}/{rnd.raw_after[0]:.1f}) "
+            f"| {rnd.load['frames_per_s']:6.1f} frames/s | {rnd.ratio:.0%} | {cpu}; total "
+            f"{sum(rnd.cpu_ms.values()):.2f} vs raw {rnd.raw_cpu:.2f} | {rnd.cpu_ratio:.0%}"
+        )
+    ratios = sorted(rnd.ratio for rnd in rounds)
     print(
-        f"server, end to end        {s['frames_per_s']:8.1f} frames/s   = {s['frames_per_s'] / raw:.0%} of raw "
-        f"(target >= 80%)"
+        f"server / raw decode_frame  median {statistics.median(ratios):.0%}, lowest {ratios[0]:.0%}, "
+        f"highest {ratios[-1]:.0%} over {len(rounds)} rounds (target >= 80%)"
     )
     print(
-        f"request latency           p50 {s['latency_ms_p50']:.0f} ms, p99 {s['latency_ms_p99']:.0f} ms "
-        f"({s['requests']} requests, statuses {s['statuses']})"
+        f"CPU-bound ratio           median {statistics.median(r.cpu_ratio for r in rounds):.0%} = raw CPU per frame "
+        "/ server + load generator CPU per frame (the throughput ratio on otherwise idle cores)"
+    )
+    lat = rounds[len(rounds) // 2].load
+    print(
+        f"request latency           p50 {lat['latency_ms_p50']:.0f} ms, p99 {lat['latency_ms_p99']:.0f} ms "
+        f"(middle round; statuses over all rounds "
+        f"{dict(sum((Counter(r.load['statuses']) for r in rounds), Counter()))})"
     )
     print(
         f"freshness upload->view    p50 {lake['freshness_s_p50']:.2f} s, p99 {lake['freshness_s_p99']:.2f} s "
@@ -292,16 +364,6 @@ def main() -> int:
     )
     print(f"group commit              {health.get('group_commit')}")
     print(f"workers                   {health.get('workers')}")
-    raw_cpu, total_cpu = (raw_cpu1 + raw_cpu2) / 2, sum(cpu_ms.values())
-    print(
-        "CPU ms per frame          "
-        + ", ".join(f"{k} {v:.2f}" for k, v in cpu_ms.items())
-        + f"; total {total_cpu:.2f} vs raw decode_frame {raw_cpu:.2f} (runs: {raw_cpu1:.2f}, {raw_cpu2:.2f})"
-    )
-    print(
-        f"CPU-bound ratio           {raw_cpu / total_cpu:.0%} = raw CPU per frame / server + load generator CPU per "
-        "frame (the throughput ratio on otherwise idle cores)"
-    )
     print(f"server RSS (all procs)    start {rss_mb[0]:.0f} MB, max {max(rss_mb):.0f} MB, end {rss_mb[-1]:.0f} MB")
     if soak:
         mb = [b / 1e6 for _t, b in soak["rss"]]
@@ -310,14 +372,9 @@ def main() -> int:
         print(f"soak {args.minutes:g} min             {json.dumps(soak['load'])}")
         print(
             f"soak RSS                  second fifth {early:.0f} MB, last fifth {late:.0f} MB, "
-            f"growth {late - early:+.0f} MB ({(late - early) / early:+.1%}); series in {tmp / 'soak-rss.csv'}"
+            f"growth {late - early:+.0f} MB ({(late - early) / early:+.1%}); series in {soak['csv']}"
         )
         print(f"soak lake check           {json.dumps(soak['lake'])}")
-    if not args.keep and not args.minutes:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"kept {tmp}")
-    return 0 if lake["missing"] == 0 else 1
 
 
 if __name__ == "__main__":
