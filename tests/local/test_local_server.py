@@ -180,6 +180,15 @@ def test_header_block_is_read_like_http_client_folded_lines_joined_trailing_blan
 
 
 @pytest.mark.parametrize(
+    "request_line", [b"POST /upload HTTP/1.\xb2", b"POST /upload HTTP/one.1", b"POST /upload HTTP/2.0", b"POST"]
+)
+def test_bad_request_lines_are_4xx_json_never_a_dropped_connection(api, request_line):
+    srv, fake = api
+    got, _headers, body = _raw_exchange(srv, request_line + b"\r\nHost: x\r\n\r\n")
+    assert 400 <= got < 500 and json.loads(body)["error"]["code"] == "bad_request" and fake.events == []
+
+
+@pytest.mark.parametrize(
     ("header_block", "status"),
     [
         (b"Host: x\r\nno colon here\r\n", 400),
