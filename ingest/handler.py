@@ -232,7 +232,7 @@ def _metered(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @_traced
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    if is_metrics_disabled():  # local mode, tests: no metric buffer to fill and flush (~0.15 ms a request)
+    if is_metrics_disabled():  # local mode, tests: no metric buffer to fill and flush (~0.05-0.1 ms a request)
         return _route(event)
     return _metered(event, context)
 
