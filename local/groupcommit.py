@@ -14,6 +14,7 @@ The durability promise is unchanged: 200 means the records are on disk.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -50,27 +51,20 @@ class GroupCommitter:
     :meth:`commit` blocks until the records are in ``store`` (``synchronous=FULL``: a returned commit
     survives a kill or power cut) and raises ``PublishError`` if they could not be written.  While one
     group is being written the next accumulates, so a busy server does one fsync per *group* of
-    requests instead of one per request.  Thread-safe.
-
-    It has no thread of its own (leader/follower): the caller that finds no write in progress becomes
-    the leader and writes what is waiting, group after group, until nothing is; callers arriving
-    meanwhile only queue their records and learn the outcome from their future (the worker-pipe readers
-    of ``local.prefork`` go straight back to their pipe).  A thread hand-off per request is a context
-    switch that preempts a decoding worker on a busy machine.
+    requests instead of two per request.  Thread-safe.
     """
 
     def __init__(self, store: SqliteStore, max_group: int = 64) -> None:
         self.store = store
         self.max_group = max_group
-        self._waiting: list[tuple[Sequence[StreamEntry], Sequence[QueueMessage], Future]] = []
-        self._writing = False
+        self._pending: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._closed = False
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
         self.groups = self.requests = 0
 
     def start(self) -> GroupCommitter:
-        """Open for commits (kept for symmetry with :meth:`stop`; there is no thread to start)."""
+        self._thread.start()
         return self
 
     def commit(self, entries: Sequence[StreamEntry], messages: Sequence[QueueMessage]) -> None:
@@ -78,11 +72,10 @@ class GroupCommitter:
         self.submit(entries, messages).result()
 
     def submit(self, entries: Sequence[StreamEntry], messages: Sequence[QueueMessage]) -> Future:
-        """Queue a commit: the future's result is None once the records are durable.
+        """Queue a commit without waiting: the future's result is None once the records are durable.
 
-        Returns at once if another thread is writing (it writes these too), or after writing them
-        itself.  The future fails with ``PublishError`` if they could not be written.  Its callbacks
-        run in the writing thread: keep them short (the worker-pipe acknowledgement in
+        The future fails with ``PublishError`` if they could not be written.  Callbacks added to it
+        run in the committer thread: keep them short (the worker-pipe acknowledgement in
         ``local.prefork`` is one small send).
 
         Raises:
@@ -95,39 +88,35 @@ class GroupCommitter:
         with self._lock:
             if self._closed:
                 raise PublishError("the local pipeline is stopping; retry after the restart", failed=len(entries))
-            self._waiting.append((entries, messages, done))
-            if self._writing:
-                return done
-            self._writing = True
-        self._lead()
+            self._pending.put((entries, messages, done))
         return done
 
     def stop(self) -> None:
-        """Refuse new commits and wait for the write in progress (queued ones are written by it)."""
+        """Finish the queued commits and stop the thread."""
         with self._lock:
             self._closed = True
-            while self._writing:
-                self._idle.wait()
+            self._pending.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
     def alive(self) -> bool:
-        """Whether commits are accepted."""
-        return not self._closed
+        return self._thread.is_alive()
 
-    def _lead(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    group, self._waiting = self._waiting[: self.max_group], self._waiting[self.max_group :]
-                    if not group:
-                        self._writing = False
-                        self._idle.notify_all()
-                        return
+    def _run(self) -> None:
+        while True:
+            item = self._pending.get()
+            group = [] if item is None else [item]
+            while item is not None and len(group) < self.max_group:
+                try:
+                    item = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    group.append(item)
+            if group:
                 self._write(group)
-        except BaseException:  # (not from _write, which answers every future): let the next caller lead
-            with self._lock:
-                self._writing = False
-                self._idle.notify_all()
-            raise
+            if item is None:
+                return
 
     def _write(self, group: list) -> None:
         try:
