@@ -51,7 +51,7 @@ class GroupCommitter:
     :meth:`commit` blocks until the records are in ``store`` (``synchronous=FULL``: a returned commit
     survives a kill or power cut) and raises ``PublishError`` if they could not be written.  While one
     group is being written the next accumulates, so a busy server does one fsync per *group* of
-    requests instead of two per request.  Thread-safe.
+    requests instead of one per request.  Thread-safe.
     """
 
     def __init__(self, store: SqliteStore, max_group: int = 64) -> None:
