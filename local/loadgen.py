@@ -7,8 +7,8 @@ request count and/or a duration.
 Every request carries a *unique* JPEG: the frame set's images are re-used, but a JPEG comment
 segment holding a per-request counter is inserted after the start-of-image marker (decoders ignore
 comments), so each request has its own ``frame_id`` and a lake count can be compared with the count
-sent.  A camera-like retry policy is built in: connection errors, 429 and 503 are retried with the
-same bytes (ids are deterministic, so a retry is harmless) until the deadline.
+sent.  A camera-like retry policy is built in: connection errors, malformed answers, 429 and 503 are
+retried with the same bytes (ids are deterministic, so a retry is harmless) until the deadline.
 
 Run ``python -m local.loadgen --help`` for the command line; results are written as JSON.
 """
@@ -276,8 +276,8 @@ class LoadGenerator:
         frames: the frames to cycle through (each request gets unique bytes, see :func:`unique_jpeg`).
         tag: makes this run's frames differ from another run's (default: the start time).
         rate: requests per second to aim for (open loop); ``None`` = as fast as the server answers.
-        retry_until_s: keep retrying a failed request (connection error, 429, 503) this long after
-            the run's deadline, like a camera that re-sends what was not acknowledged.
+        retry_until_s: keep retrying a failed request (connection error, malformed answer, 429, 503)
+            this long after the run's deadline, like a camera that re-sends what was not acknowledged.
         on_request: called with each finished :class:`Sent` (from the sending thread).
 
     Thread-safety: ``run`` once per instance.
