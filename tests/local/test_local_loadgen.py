@@ -87,7 +87,7 @@ def test_a_request_split_across_partial_sends_arrives_whole():
     client.close()
 
 
-# ------------------------------------------------------------------------------------------- runs against scripted servers
+# ---------------------------------------------------------------------------- runs against scripted servers
 
 
 def test_parse_response_head_reads_status_length_and_close_and_says_what_is_wrong():
