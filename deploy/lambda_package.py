@@ -40,6 +40,7 @@ LAMBDA_REQUIREMENTS: tuple[str, ...] = (
     "wrapt==2.5.2",  # aws-xray-sdk dependency
     "orjson==3.13.0",  # the record contract's JSON codec (stream.schema)
     "pybase64==1.5.1",  # fast base64 of request bodies (ingest.request; stdlib fallback)
+    "xxhash==4.1.0",  # XXH3-128 image digest of frame ids (stream.schema.frame_id)
     "aws-kinesis-agg==1.2.3",  # KPL aggregation (stream.aggregate)
     "six==1.17.0",  # aws-kinesis-agg imports it without declaring it
     "protobuf==6.33.6",  # aws-kinesis-agg wire format
