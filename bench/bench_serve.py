@@ -5,8 +5,11 @@ Soak: .venv/bin/python bench/bench_serve.py --minutes 10      (RSS over time; no
 
 Loopback only, bounded in time.  Steps, all in one run:
 
-1. render a frame set (``--size``, default 1920x1080 like the cinema cameras and ``../shared/bench``;
-   70 % one ticket, 10 % two, 20 % no code);
+1. make a frame set: by default ``--frames`` camera frames from the team's generator of realistic
+   frames (``../shared/bench/make_frames.py``: 1920x1080 JPEG, ticket codes with blur, glare, tilt and
+   noise; 80 % with a code, 20 % without), spread over 4 cameras; with ``--frame-source rendered``, or
+   when that generator is not there (a user's clone), frames rendered by ``local.frames`` (``--size``,
+   clean codes on a synthetic background, 70 % one ticket, 10 % two, 20 % none), which decode faster;
 2. baseline: a pool of ``--workers`` processes running ``decode_frame`` on those frames (frames/s, and
    the pool's CPU ms per frame);
 3. ``--warmup`` seconds of load that is not measured (the first requests pay one-time costs), then
@@ -45,13 +48,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.cameras import Registry
-from local.loadgen import load_frameset, render_frameset
+from local.loadgen import MANIFEST, load_frameset, render_frameset
 from local.malloc import keep_freed_buffers
 from local.server_process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
 CAMERAS = ("bench-1", "bench-2", "bench-3", "bench-4")
+GENERATOR = ROOT.parent / "shared" / "bench" / "make_frames.py"
+"""The team's generator of realistic camera frames (not part of a user's clone)."""
 
 
 def say(msg: str) -> None:
@@ -74,6 +79,23 @@ def _decode_many(idx: list[int]) -> int:
     for i in idx:
         decode_frame(_frames[i % len(_frames)])
     return len(idx)
+
+
+def shared_frameset(generator: Path, out_dir: Path, n: int, cameras: tuple[str, ...]) -> None:
+    """``n`` frames from the shared generator (80 % with codes), written as a load-generator frame set.
+
+    Raises:
+        subprocess.CalledProcessError: the generator failed.
+    """
+    positives = round(0.8 * n)
+    cmd = [sys.executable, str(generator), "--positives", str(positives), "--negatives", str(n - positives)]
+    subprocess.run([*cmd, str(out_dir)], check=True, stdout=subprocess.DEVNULL)
+    made = json.loads((out_dir / "manifest.json").read_text())["frames"]
+    manifest = [
+        {"file": f["file"], "camera_id": cameras[i % len(cameras)], "payloads": [c["text"] for c in f["codes"]]}
+        for i, f in enumerate(made)
+    ]
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
 
 def raw_decode_fps(frame_dir: Path, workers: int, seconds: float) -> tuple[float, float]:
@@ -224,8 +246,16 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=8, help="load generator connections (default 8)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="baseline decode processes (= cores)")
     p.add_argument("--server-workers", type=int, default=None, help="serve --workers (default: serve's own)")
-    p.add_argument("--frames", type=int, default=60, help="distinct frames rendered (default 60)")
-    p.add_argument("--size", type=_size, default=(1920, 1080), help="frame size WxH (default 1920x1080)")
+    p.add_argument("--frames", type=int, default=60, help="distinct frames (default 60)")
+    p.add_argument(
+        "--frame-source",
+        choices=("shared", "rendered"),
+        default="shared" if GENERATOR.exists() else "rendered",
+        help="realistic frames from ../shared/bench/make_frames.py (default when it exists) or frames "
+        "rendered by local.frames (faster to decode)",
+    )
+    p.add_argument("--generator", type=Path, default=GENERATOR, help="path of the shared make_frames.py")
+    p.add_argument("--size", type=_size, default=(1920, 1080), help="rendered frames' size WxH (default 1920x1080)")
     p.add_argument("--minutes", type=float, default=0.0, help="soak: minutes of open-loop load after the benchmark")
     p.add_argument("--soak-rate", type=float, default=None, help="soak requests/s (default: 70%% of measured)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -243,8 +273,14 @@ def main() -> int:
     keys_file.write_text(json.dumps(keys))
     w, h = args.size
     steps = 2 + 2 * args.rounds
-    say(f"[1/{steps}] rendering {args.frames} frames ({w}x{h} JPEG) into {frame_dir} ...")
-    render_frameset(frame_dir, CAMERAS, n=args.frames, size=args.size, processes=args.workers)
+    if args.frame_source == "shared":
+        if not args.generator.exists():
+            p.error(f"the frame generator is not at {args.generator}; pass --generator PATH or --frame-source rendered")
+        say(f"[1/{steps}] {args.frames} realistic 1920x1080 frames from {args.generator} into {frame_dir} ...")
+        shared_frameset(args.generator, frame_dir, args.frames, CAMERAS)
+    else:
+        say(f"[1/{steps}] rendering {args.frames} frames ({w}x{h} JPEG) into {frame_dir} ...")
+        render_frameset(frame_dir, CAMERAS, n=args.frames, size=args.size, processes=args.workers)
 
     def baseline(step: int) -> tuple[float, float]:
         say(f"[{step}/{steps}] baseline: decode_frame in {args.workers} processes for {args.seconds:.0f} s ...")
@@ -331,6 +367,9 @@ def report(args, rounds: list[Round], lake: dict, health: dict, rss: list, soak:
         f"{args.server_workers or 'default (= cores)'}, load connections {args.concurrency}, "
         f"{args.seconds:.0f} s per phase, load average now {os.getloadavg()[0]:.1f}"
     )
+    w, h = args.size
+    source = "realistic (../shared/bench)" if args.frame_source == "shared" else f"rendered {w}x{h}"
+    print(f"frames: {args.frames} distinct, {source}")
     print("round | raw decode_frame (before/after) | server end to end | ratio | CPU ms per frame | CPU-bound ratio")
     for i, rnd in enumerate(rounds, 1):
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in rnd.cpu_ms.items())
