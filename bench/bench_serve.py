@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.cameras import Registry
-from local.loadgen import MANIFEST, load_frameset, render_frameset
+from local.loadgen import load_frameset, render_frameset, write_manifest
 from local.malloc import keep_freed_buffers
 from local.server_process import ServerProcess
 
@@ -90,12 +90,10 @@ def shared_frameset(generator: Path, out_dir: Path, n: int, cameras: tuple[str, 
     positives = round(0.8 * n)
     cmd = [sys.executable, str(generator), "--positives", str(positives), "--negatives", str(n - positives)]
     subprocess.run([*cmd, str(out_dir)], check=True, stdout=subprocess.DEVNULL)
-    made = json.loads((out_dir / "manifest.json").read_text())["frames"]
-    manifest = [
-        {"file": f["file"], "camera_id": cameras[i % len(cameras)], "payloads": [c["text"] for c in f["codes"]]}
-        for i, f in enumerate(made)
-    ]
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    made = json.loads((out_dir / "manifest.json").read_text())["frames"]  # the generator's own manifest
+    write_manifest(
+        out_dir, [(f["file"], cameras[i % len(cameras)], [c["text"] for c in f["codes"]]) for i, f in enumerate(made)]
+    )
 
 
 def raw_decode_fps(frame_dir: Path, workers: int, seconds: float) -> tuple[float, float]:

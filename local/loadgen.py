@@ -105,15 +105,21 @@ def render_frameset(
     with ProcessPoolExecutor(processes) as pool:
         images = list(pool.map(_render_one, jobs, chunksize=4))
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = []
+    listed = []
     frames = []
     for (_seed, cam, payloads, _size), img in zip(jobs, images, strict=True):
-        name = f"frame-{len(manifest):04d}.jpg"
+        name = f"frame-{len(listed):04d}.jpg"
         (out_dir / name).write_bytes(img)
-        manifest.append({"file": name, "camera_id": cam, "payloads": list(payloads)})
+        listed.append((name, cam, payloads))
         frames.append(Frame(cam, img, payloads))
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    write_manifest(out_dir, listed)
     return frames
+
+
+def write_manifest(directory: Path, frames: Sequence[tuple[str, str, Sequence[str]]]) -> None:
+    """Describe JPEG files already in ``directory`` as a frame set: ``(file name, camera id, payloads)`` each."""
+    manifest = [{"file": name, "camera_id": cam, "payloads": list(payloads)} for name, cam, payloads in frames]
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
 
 def load_frameset(directory: Path) -> list[Frame]:

@@ -18,11 +18,14 @@ from local.loadgen import (
     Connection,
     Frame,
     LoadGenerator,
+    load_frameset,
     parse_response_head,
     percentile,
+    render_frameset,
     ticket_payload,
     unique_jpeg,
     unique_jpeg_parts,
+    write_manifest,
 )
 from stream.schema import frame_id
 
@@ -34,6 +37,20 @@ def test_unique_jpeg_changes_the_frame_id_but_not_the_codes():
     assert [c.text for c in decode_frame(a)] == [c.text for c in decode_frame(jpeg)] == [ticket_payload(1)]
     with pytest.raises(ValueError, match="not a JPEG"):
         unique_jpeg(b"\x89PNG....", "x")
+
+
+def test_a_rendered_frame_set_loads_back_with_its_cameras_and_payloads(tmp_path):
+    made = render_frameset(tmp_path, ("cam-a", "cam-b"), n=3, size=(960, 540), processes=1)
+    assert load_frameset(tmp_path) == made
+    assert [f.camera_id for f in made] == ["cam-a", "cam-b", "cam-a"]
+    assert [len(f.payloads) for f in made] == [0, 0, 2]  # the mix: frames 0-1 empty, frame 2 two tickets
+
+
+def test_files_made_elsewhere_become_a_frame_set_through_the_manifest(tmp_path):
+    jpeg = render_frame([ticket_payload(7)], seed=7, size=(320, 240))
+    (tmp_path / "x.jpg").write_bytes(jpeg)
+    write_manifest(tmp_path, [("x.jpg", "cam-1", [ticket_payload(7)])])
+    assert load_frameset(tmp_path) == [Frame("cam-1", jpeg, (ticket_payload(7),))]
 
 
 def test_percentile_is_nearest_rank():
