@@ -123,7 +123,7 @@ def write_manifest(directory: Path, frames: Sequence[tuple[str, str, Sequence[st
 
 
 def load_frameset(directory: Path) -> list[Frame]:
-    """The frames written by :func:`render_frameset`.
+    """The frames of a set written by :func:`render_frameset` or described by :func:`write_manifest`.
 
     Raises:
         FileNotFoundError: ``directory`` has no manifest (render one first).

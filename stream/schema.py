@@ -179,8 +179,8 @@ def stable_id(*parts: str | bytes) -> str:
 def frame_id(camera_id: str, image: bytes) -> str:
     """Id of a frame: the same camera re-sending the same bytes gets the same id.
 
-    The image is digested with XXH3-128 (~0.01 ms for a 1080p JPEG; SHA-256 took 0.25 ms, a sixtieth
-    of the decode): a frame id only has to tell one camera's frames apart, and a camera forging a
+    The image is digested with XXH3-128 (~0.01 ms for a 1080p JPEG; SHA-256 took 0.25 ms, about 2 %
+    of its decode): a frame id only has to tell one camera's frames apart, and a camera forging a
     collision could only merge two of its own frames.  Imported here rather than at module level
     because the Glue job uses this module and never computes frame ids.
     """
